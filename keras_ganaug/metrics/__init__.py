@@ -1,0 +1,1 @@
+"""Metrics, one file per family: classification (accuracy, AUC, per-class P/R/F1) and GAN quality."""
