@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
+from keras_ganaug.runtime import PRECISION_CHOICES, STRATEGY_CHOICES
 
 GAN_CHOICES = ("dcgan", "cgan", "wgan-gp", "infogan")
 
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between sample grids (default: epochs/10)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="epochs between SavedModel snapshots in OUT/snapshots (default 0: off)")
+    p.add_argument("--precision", default="auto",
+                   help="auto (default: mixed_bfloat16 on CPUs with AMX / AVX512-BF16, "
+                   "mixed_float16 on CUDA GPUs, else float32), float32, mixed_bfloat16, "
+                   "mixed_float16")
+    p.add_argument("--strategy", default="auto",
+                   help="auto (default: mirrored over several local GPUs, else one device), "
+                   "mirrored, or multiworker (machines listed in TF_CONFIG, see README)")
+    p.add_argument("--steps-per-execution", type=positive_int, default=1,
+                   help="train steps per call into TensorFlow (default 1)")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out unreadable images instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
@@ -67,6 +77,11 @@ def config_from_args(args: argparse.Namespace):
         raise UserError(f"--gan {args.gan}: expected one of {', '.join(GAN_CHOICES)}")
     if not 0 <= args.ema < 1:
         raise UserError(f"--ema {args.ema}: expected a decay in [0, 1), e.g. 0.999, or 0 for off")
+    if args.precision not in PRECISION_CHOICES:
+        raise UserError(f"--precision {args.precision}: expected one of "
+                        f"{', '.join(PRECISION_CHOICES)}")
+    if args.strategy not in STRATEGY_CHOICES:
+        raise UserError(f"--strategy {args.strategy}: expected one of {', '.join(STRATEGY_CHOICES)}")
     if args.snapshot_every < 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: expected 0 (off) or more")
     return GANConfig(
@@ -76,7 +91,8 @@ def config_from_args(args: argparse.Namespace):
         augment=args.augment, ema=args.ema or None, seed=args.seed, out=args.out,
         sample_every=args.sample_every, snapshot_every=args.snapshot_every, resize=args.resize,
         skip_bad_images=args.skip_bad_images, overwrite=args.overwrite, resume=args.resume,
-        verbose=0 if args.quiet else 1)
+        verbose=0 if args.quiet else 1, precision=args.precision, strategy=args.strategy,
+        steps_per_execution=args.steps_per_execution)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -39,6 +39,9 @@ class GANConfig:
     overwrite: bool = False
     resume: bool = False
     verbose: int = 1
+    precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16 (see runtime.py)
+    strategy: str = "auto"  # auto, mirrored or multiworker (TF_CONFIG)
+    steps_per_execution: int = 1
 
 
 def default_out(config: GANConfig, class_name: str) -> Path:
@@ -120,17 +123,25 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
     import keras
 
     from keras_ganaug import callbacks as cb
+    from keras_ganaug import runtime
     from keras_ganaug.export import export_gan
 
     keras.utils.set_random_seed(config.seed)
     batch_size = min(config.batch_size, len(arrays))
     dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True, seed=config.seed,
                                     drop_remainder=True)
-    gan = gan_type(image_size=config.image_size, channels=config.channels,
-                   latent_dim=config.latent_dim, num_classes=len(images.class_names),
-                   trained_class=class_id, augment=config.augment, ema_decay=config.ema,
-                   width=config.width, seed=config.seed)
-    gan.compile()
+    precision = runtime.choose_precision(config.precision)
+    strategy = runtime.choose_strategy(config.strategy)
+    # Built (networks, optimizer state) inside the scope, before fit: variables land on every
+    # replica, and a GAN built lazily inside fit would fail under a strategy.
+    with runtime.precision_scope(precision), strategy.scope():
+        gan = gan_type(image_size=config.image_size, channels=config.channels,
+                       latent_dim=config.latent_dim, num_classes=len(images.class_names),
+                       trained_class=class_id, augment=config.augment, ema_decay=config.ema,
+                       width=config.width, seed=config.seed)
+        if strategy.num_replicas_in_sync > 1:
+            runtime.synchronize_batch_norm(gan)
+        gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
     initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
     metadata = {
@@ -139,7 +150,8 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
         "trained_class_id": None if gan.conditional else class_id,
         "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
         "training_images": len(arrays), "data": source, "resize": config.resize,
-        "augment": config.augment, "epochs": config.epochs,
+        "augment": config.augment, "epochs": config.epochs, "precision": precision,
+        "replicas": strategy.num_replicas_in_sync,
         "training_files_sha256": data_lib.file_hashes(images),
     }
     sample_every = config.sample_every or max(1, config.epochs // 10)

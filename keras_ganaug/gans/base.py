@@ -84,6 +84,13 @@ class GAN(keras.Model):
         lr, (b1, b2) = self.default_learning_rate, self.default_betas
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
         self.d_optimizer = d_optimizer or keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
+        if self.generator.dtype_policy.compute_dtype == "float16":
+            # float16 gradients underflow without loss scaling; Keras only wraps the optimizer
+            # given to compile(optimizer=...), so the two GAN optimizers are wrapped here.
+            self.g_optimizer, self.d_optimizer = (
+                opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(opt)
+                for opt in (self.g_optimizer, self.d_optimizer))
         # Built now so their state exists before a checkpoint is restored into it (resume).
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -97,8 +104,18 @@ class GAN(keras.Model):
         return self.discriminator(inputs, training=training)
 
     def draw_noise(self, batch_size):
-        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
-        u = keras.random.uniform((batch_size, self.code_dims), seed=self.seed_generator)
+        """z ~ N(0, I) and u ~ U(0, 1) for this replica's `batch_size` samples.
+
+        Every replica draws the noise of the whole global batch from the same seed and keeps its
+        own slice: replicas get different noise, and N replicas draw what one device would.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        z = keras.random.normal((batch_size * replicas, self.latent_dim), seed=self.seed_generator)
+        u = keras.random.uniform((batch_size * replicas, self.code_dims), seed=self.seed_generator)
+        if replicas > 1:
+            start = context.replica_id_in_sync_group * batch_size
+            z, u = z[start:start + batch_size], u[start:start + batch_size]
         return z, u
 
     def _average(self, per_example, batch_size):
@@ -108,8 +125,9 @@ class GAN(keras.Model):
 
     def _apply(self, optimizer, loss, tape, variables):
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            loss = optimizer.scale_loss(loss)
-        grads = tape.gradient(loss, variables)
+            with tape:  # recorded, or the tape would not see the scaled loss (gradients None)
+                loss = optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, variables)  # apply_gradients unscales them again
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def train_step(self, data):
