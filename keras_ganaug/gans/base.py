@@ -136,10 +136,14 @@ class GAN(keras.Model):
         logs = {}
         for _ in range(self.d_steps):
             z, u = self.draw_noise(batch_size)
-            fake = self.generator(self.generator_input(z, u, class_ids), training=True)
+            # Taped so the generator update can reuse the last D step's fakes (as PyTorch's DCGAN
+            # example does) instead of running the generator forward a second time.
+            with tf.GradientTape() as g_tape:
+                fake = self.generator(self.generator_input(z, u, class_ids), training=True)
             with tf.GradientTape() as tape:
                 real_out = self.discriminate(self.augmenter(real, training=True), class_ids)
-                fake_out = self.discriminate(self.augmenter(fake, training=True), class_ids)
+                fake_out = self.discriminate(
+                    self.augmenter(tf.stop_gradient(fake), training=True), class_ids)
                 d_loss, d_terms = self.discriminator_loss(real_out, fake_out, u, class_ids)
                 penalty = self.penalty(real, fake, class_ids)
                 if penalty is not None:
@@ -150,13 +154,11 @@ class GAN(keras.Model):
         self.augmenter.update(real_out["score"])
         logs.update(d_terms)
 
-        z, u = self.draw_noise(batch_size)
-        with tf.GradientTape() as tape:
-            fake = self.generator(self.generator_input(z, u, class_ids), training=True)
+        with g_tape:  # the updated discriminator judges the same fakes
             fake_out = self.discriminate(self.augmenter(fake, training=True), class_ids)
             g_loss, g_terms = self.generator_loss(fake_out, u, class_ids)
             g_total = self._average(g_loss, batch_size)
-        self._apply(self.g_optimizer, g_total, tape, self.generator.trainable_variables)
+        self._apply(self.g_optimizer, g_total, g_tape, self.generator.trainable_variables)
         logs.update(g_terms)
         self.g_steps.assign_add(1)
         self._update_ema()

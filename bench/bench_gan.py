@@ -1,0 +1,311 @@
+"""GAN training speed: a plain keras.io-style train_step against the package's default path.
+
+    python bench/bench_gan.py --quick            # DCGAN, 64 px (< 3 min); last line is the speedup
+    python bench/bench_gan.py                    # every GAN, 64 and 128 px, plus the quality check
+
+For each GAN and image size, in ONE process and alternately (so a busy machine slows both alike):
+  reference  the keras.io "DCGAN overriding train_step" layout on the same networks
+             (gans/networks.py) in float32: a keras.Model with its own train_step, one D pass on
+             the concatenated real + fake batch, the GAN's own losses, no EMA, no augmentation;
+  ours       the package's GAN class with its default flags (EMA, augment none) and --precision
+             auto, exactly what train_gan.py trains.
+Each path trains on the demo images through fit(); after a warm-up window, img/s is the median over
+timed windows. Peak RSS is the bench process's (both paths and all sizes so far).
+
+Quality (full run, or --quality-steps N): DCGAN on the demo set's benign class, float32 against the
+auto precision, same seeds and steps; KID of 500 EMA-generator samples against the training images,
+in the penultimate features of a small CNN trained on the demo train split (both classes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_ganaug import data as data_lib  # noqa: E402
+from keras_ganaug import runtime  # noqa: E402
+from keras_ganaug.demo import make_demo_data  # noqa: E402
+from keras_ganaug.gans import GAN_NAMES, gan_class  # noqa: E402
+
+QUALITY_SAMPLES = 500
+
+
+class ReferenceGAN(keras.Model):
+    """keras.io's DCGAN train_step (fchollet, "DCGAN overriding train_step"), on our networks.
+
+    `spec` is a float32 GAN of the package without EMA or augmentation: only its networks and
+    its loss definitions are used, so the reference trains the same model with the same objective.
+    """
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        self.generator, self.discriminator = spec.generator, spec.discriminator
+        self.seed_generator = keras.random.SeedGenerator(1)
+
+    def compile(self):
+        super().compile()
+        lr, (b1, b2) = self.spec.default_learning_rate, self.spec.default_betas
+        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
+        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
+
+    def _latent(self, batch_size, class_ids):
+        z = keras.random.normal((batch_size, self.spec.latent_dim), seed=self.seed_generator)
+        u = keras.random.uniform((batch_size, self.spec.code_dims), seed=self.seed_generator)
+        return self.spec.generator_input(z, u, class_ids), u
+
+    def train_step(self, data):
+        real, class_ids = data
+        batch_size = tf.shape(real)[0]
+        spec = self.spec
+        for _ in range(spec.d_steps):
+            latent, u = self._latent(batch_size, class_ids)
+            fake = self.generator(latent)
+            combined = tf.concat([real, fake], axis=0)
+            both_ids = tf.concat([class_ids, class_ids], axis=0)
+            with tf.GradientTape() as tape:
+                outputs = spec.discriminate(combined, both_ids)
+                real_out = {k: v[:batch_size] for k, v in outputs.items()}
+                fake_out = {k: v[batch_size:] for k, v in outputs.items()}
+                d_loss, _ = spec.discriminator_loss(real_out, fake_out, u, class_ids)
+                penalty = spec.penalty(real, fake, class_ids)
+                if penalty is not None:
+                    d_loss += penalty
+                d_loss = tf.reduce_mean(d_loss)
+            grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+            self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights,
+                                                 strict=True))
+        latent, u = self._latent(batch_size, class_ids)
+        with tf.GradientTape() as tape:
+            fake_out = spec.discriminate(self.generator(latent), class_ids)
+            g_loss = tf.reduce_mean(spec.generator_loss(fake_out, u, class_ids)[0])
+        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
+        return {"d_loss": d_loss, "g_loss": g_loss}
+
+
+def demo_arrays(image_size: int, class_name: str | None = None):
+    """Demo train images (uint8, resized once) and labels; one class or all."""
+    images = data_lib.list_images(str(make_demo_data()), "train")
+    if class_name is not None:
+        images = data_lib.only_class(images, class_name)
+    arrays, labels, loaded, _ = data_lib.load_images(images, image_size, 3)
+    return arrays, labels, loaded
+
+
+def build_pair(name: str, image_size: int, num_classes: int, precision: str, spe: int):
+    """(reference model, package GAN): float32 reference; ours in `precision`, default flags."""
+    gan_type = gan_class(name)
+    with runtime.precision_scope("float32"):
+        spec = gan_type(image_size=image_size, num_classes=num_classes, ema_decay=None, seed=0)
+        reference = ReferenceGAN(spec)
+        reference.compile()
+    with runtime.precision_scope(precision):
+        ours = gan_type(image_size=image_size, num_classes=num_classes, seed=0)
+        ours.compile(steps_per_execution=spe)
+    return reference, ours
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps: int) -> dict:
+    """img/s of each model: an untimed warm-up window each, then `windows` rounds in turn.
+
+    Besides the median img/s, each model's speedup over the first model is the median of the
+    ratios within a round: windows next to each other in time see the same load from other
+    processes, so the ratio stays fair on a shared machine where img/s alone swings 2x.
+    """
+    for model in models.values():
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)  # traces the step
+    seconds = {name: [] for name in models}
+    cpu_seconds = {name: [] for name in models}
+    for _ in range(windows):
+        for name, model in models.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+            cpu_seconds[name].append(time.process_time() - cpu_start)
+    first, first_cpu = seconds[next(iter(models))], cpu_seconds[next(iter(models))]
+
+    def paired(a, b):
+        return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+    images = steps * batch_size
+    # CPU seconds (all threads of this process) barely grow when other processes take the cores,
+    # so img per CPU-second is the steadier figure there; wall-clock img/s is what a user sees.
+    return {name: {"img_per_s": images / statistics.median(s),
+                   "speedup": paired(first, s),
+                   "img_per_cpu_s": images / statistics.median(cpu_seconds[name]),
+                   "cpu_speedup": paired(first_cpu, cpu_seconds[name]),
+                   "window_img_per_s": [images / t for t in s]}
+            for name, s in seconds.items()}
+
+
+def bench_speed(name: str, image_size: int, args, precision: str) -> dict:
+    keras.utils.set_random_seed(0)
+    arrays, labels, loaded = demo_arrays(image_size)
+    if not gan_class(name).conditional:
+        keep = labels == loaded.class_index("benign")
+        arrays, labels = arrays[keep], labels[keep]
+    dataset = data_lib.make_dataset(arrays, labels, args.batch_size, shuffle=True, seed=0,
+                                    drop_remainder=True, repeat=True)
+    reference, ours = build_pair(name, image_size, len(loaded.class_names), precision, 1)
+    models = {"reference": reference, "ours": ours}
+    for spe in args.steps_per_execution:
+        models[f"ours_spe{spe}"] = build_pair(name, image_size, len(loaded.class_names),
+                                              precision, spe)[1]
+    steps = args.window_steps * (2 if image_size <= 64 else 1)
+    result = time_alternately(models, dataset, args.batch_size, args.windows, steps)
+    return {"gan": name, "image_size": image_size, "batch_size": args.batch_size,
+            "window_steps": steps, "variants": result, "peak_rss_mib": peak_rss_mib()}
+
+
+# ---- quality -------------------------------------------------------------------------------------
+def polynomial_kid(real: np.ndarray, fake: np.ndarray, subsets: int = 50, size: int = 200,
+                   seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2, kernel (x.y/d + 1)^3, mean/std over subsets."""
+    rng = np.random.default_rng(seed)
+    m, dim = min(size, len(real), len(fake)), real.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        k_xx, k_yy, k_xy = ((a @ b.T / dim + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        values.append((k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+                      - 2.0 * k_xy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def feature_model(image_size: int) -> keras.Model:
+    """A small CNN trained on the demo train split (benign vs malignant); penultimate features."""
+    arrays, labels, _ = demo_arrays(image_size)
+    keras.utils.set_random_seed(0)
+    with runtime.precision_scope("float32"):
+        inputs = keras.Input((image_size, image_size, 3))
+        x = inputs
+        for filters in (32, 64, 128):
+            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+        features = keras.layers.GlobalAveragePooling2D()(x)
+        outputs = keras.layers.Dense(2, activation="softmax")(features)
+        classifier = keras.Model(inputs, outputs)
+        classifier.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        classifier.fit(data_lib.make_dataset(arrays, labels, 32, shuffle=True, seed=0), epochs=8,
+                       verbose=0)
+    return keras.Model(inputs, features)
+
+
+def features_of(model: keras.Model, images_uint8: np.ndarray) -> np.ndarray:
+    return np.concatenate([model(data_lib.to_float(images_uint8[i:i + 100]), training=False)
+                           for i in range(0, len(images_uint8), 100)]).astype(np.float64)
+
+
+def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int) -> dict:
+    """KID of DCGANs trained in float32 and in `precision`, on the same data, seeds and steps."""
+    image_size = 64
+    arrays, _, loaded = demo_arrays(image_size, "benign")
+    extractor = feature_model(image_size)
+    real = features_of(extractor, arrays)
+    runs = []
+    for policy in dict.fromkeys(("float32", precision)):
+        for seed in seeds:
+            keras.utils.set_random_seed(seed)
+            with runtime.precision_scope(policy):
+                gan = gan_class("dcgan")(image_size=image_size, seed=seed)
+                gan.compile()
+            dataset = data_lib.make_dataset(arrays, np.zeros(len(arrays), np.int32), batch_size,
+                                            shuffle=True, seed=seed, drop_remainder=True,
+                                            repeat=True)
+            start = time.perf_counter()
+            gan.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+            seconds = time.perf_counter() - start
+            fake, _ = gan.generate(QUALITY_SAMPLES, seed=1000 + seed)
+            kid, kid_std = polynomial_kid(real, features_of(extractor, data_lib.to_uint8(fake)))
+            runs.append({"precision": policy, "seed": seed, "steps": steps, "kid": kid,
+                         "kid_std": kid_std, "train_seconds": seconds})
+            print(f"quality {policy:15s} seed {seed}: KID {kid:.4f} ± {kid_std:.4f} "
+                  f"({steps} steps, {seconds:.0f} s)", flush=True)
+    summary = {}
+    for policy in dict.fromkeys(r["precision"] for r in runs):
+        kids = [r["kid"] for r in runs if r["precision"] == policy]
+        summary[policy] = {"kid_mean": float(np.mean(kids)), "kid_seed_std": float(np.std(kids))}
+    return {"class": "benign", "image_size": image_size, "samples": QUALITY_SAMPLES,
+            "train_images": len(arrays), "runs": runs, "summary": summary}
+
+
+# ---- CLI -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="DCGAN at 64 px only, 3 windows, no quality check (< 3 min)")
+    p.add_argument("--gans", nargs="+", default=list(GAN_NAMES))
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--windows", type=int, default=5, help="timed windows per path (median)")
+    p.add_argument("--window-steps", type=int, default=4,
+                   help="train steps per window at 128 px; twice as many at 64 px")
+    p.add_argument("--steps-per-execution", type=int, nargs="*", default=[],
+                   help="also time the package path compiled with these steps_per_execution")
+    p.add_argument("--precision", default="auto", help="precision of the package path")
+    p.add_argument("--quality-steps", type=int, default=None,
+                   help="DCGAN steps per quality run (default 150; 0 or --quick: skipped)")
+    p.add_argument("--quality-seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--json", default="bench/results_gan.json", help="where to write all figures")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.gans, args.sizes, args.windows = ["dcgan"], [64], 3
+    quality_steps = args.quality_steps if args.quality_steps is not None else (
+        0 if args.quick else 150)
+    precision = runtime.choose_precision(args.precision)
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "bf16_cpu": runtime.cpu_has_bf16(), "gpus": runtime.gpu_count()},
+              "tensorflow": tf.__version__, "keras": keras.__version__,
+              "precision": precision, "speed": []}
+    for name in args.gans:
+        for size in args.sizes:
+            row = bench_speed(name, size, args, precision)
+            report["speed"].append(row)
+            v = row["variants"]
+            extra = "".join(f", {k} {v[k]['img_per_s']:.1f} img/s ({v[k]['speedup']:.2f}x)"
+                            for k in v if k.startswith("ours_spe"))
+            print(f"{name} {size}px: reference {v['reference']['img_per_s']:.1f} img/s, "
+                  f"ours {v['ours']['img_per_s']:.1f} img/s ({v['ours']['speedup']:.2f}x){extra}, "
+                  f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+    if quality_steps:
+        report["quality"] = bench_quality(precision, quality_steps, args.quality_seeds,
+                                          args.batch_size)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out)
+    dcgan64 = [r for r in report["speed"] if r["gan"] == "dcgan" and r["image_size"] == 64]
+    if dcgan64:
+        print(f"dcgan 64px speedup over reference: {dcgan64[0]['variants']['ours']['speedup']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
