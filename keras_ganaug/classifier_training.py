@@ -551,7 +551,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                if config.class_weights else None)
     fit_started = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        class_weight=weights, verbose=verbose,
+                        class_weight=weights, verbose=verbose, shuffle=False,  # ds shuffles
                         callbacks=make_callbacks(out, config.patience, verbose))
     train_seconds = time.perf_counter() - fit_started
     scores = model.predict(test_ds, verbose=0)
