@@ -20,7 +20,10 @@ import math
 import os
 import platform
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +36,14 @@ from keras_ganaug.errors import UserError
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
 GENERATION_BATCH = 64
+# Where keras.applications downloads its no-top ImageNet weights from, and the cached file name.
+IMAGENET_WEIGHTS = {
+    "vgg16": ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
+              "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "resnet50": ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+}
+REACHABILITY_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -160,6 +171,49 @@ def _run_name(config: ClassifierConfig, synthetic: str | None) -> str:
     n_real = f"n{config.n_real}" if config.n_real is not None else "all"
     extra = (synthetic or "real").replace(":", "to")
     return f"{config.model}-{config.minority or 'minority'}-{n_real}-{extra}-s{config.seed}"
+
+
+# ImageNet weights ---------------------------------------------------------------------------
+
+def _keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def check_imagenet_reachable(model_name: str) -> None:
+    """Fail within seconds, with the way out, when ImageNet weights are neither cached nor reachable.
+
+    keras.applications would otherwise try the download itself, which offline either fails with an
+    unhelpful traceback or, behind a dead proxy, hangs. The probe runs in a daemon thread so even a
+    DNS lookup that ignores socket timeouts cannot hold the run up longer than the timeout.
+    """
+    base_url, fname = IMAGENET_WEIGHTS[model_name]
+    if (_keras_home() / "models" / fname).is_file():
+        return
+    outcome: list[str] = []
+
+    def probe():
+        try:
+            request = urllib.request.Request(base_url + fname, method="HEAD")
+            urllib.request.urlopen(request, timeout=REACHABILITY_TIMEOUT_S).close()
+            outcome.append("")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            outcome.append(str(getattr(err, "reason", err)))
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(REACHABILITY_TIMEOUT_S + 1.0)
+    if outcome and not outcome[0]:
+        return
+    reason = outcome[0] if outcome else f"no answer in {REACHABILITY_TIMEOUT_S:.0f} s"
+    raise UserError(imagenet_help(model_name, f"cannot download {fname} ({reason})"))
+
+
+def imagenet_help(model_name: str, problem: str) -> str:
+    """The one-line message for ImageNet weights that cannot be had, naming both ways out."""
+    fname = IMAGENET_WEIGHTS[model_name][1]
+    return (f"--weights imagenet: {problem}; use --weights none to train {model_name} from scratch, "
+            f"or --weights PATH with a weights file (e.g. a copy of {fname}, which can also be "
+            f"placed in {_keras_home() / 'models'})")
 
 
 # Generators ---------------------------------------------------------------------------------
@@ -517,11 +571,10 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     """Train and evaluate one classifier; returns the dict also written to OUT/metrics.json."""
     started = time.perf_counter()
     config = resolve(config)
-    out = prepare_out(config)
     if config.weights == "imagenet":
-        from keras_ganaug.classifiers import check_imagenet_reachable
-
-        check_imagenet_reachable(config.model)  # before minutes of loading and generating
+        # Before TensorFlow's start-up and minutes of loading and generating.
+        check_imagenet_reachable(config.model)
+    out = prepare_out(config)
 
     import keras
     import tensorflow as tf
@@ -550,8 +603,9 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     weights = (class_weights(splits.y_train, len(splits.class_names))
                if config.class_weights else None)
     fit_started = time.perf_counter()
+    # shuffle=False: train_ds already reshuffles every epoch, with the run's seed.
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        class_weight=weights, verbose=verbose, shuffle=False,  # ds shuffles
+                        class_weight=weights, verbose=verbose, shuffle=False,
                         callbacks=make_callbacks(out, config.patience, verbose))
     train_seconds = time.perf_counter() - fit_started
     scores = model.predict(test_ds, verbose=0)
