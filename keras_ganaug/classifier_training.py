@@ -129,6 +129,9 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
                                                 or config.fine_tune is not None):
         raise UserError(f"--weights / --freeze / --fine-tune apply to vgg16 and resnet50; "
                         f"{config.model} always trains from scratch")
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise UserError(f"--weights {weights}: no such file (expected imagenet, none or a "
+                        f"weights file of {config.model} without its top)")
     if config.freeze and config.fine_tune is not None:
         raise UserError("--freeze and --fine-tune: pick one (--freeze trains the head only)")
     if config.fine_tune is not None and config.fine_tune < 1:
@@ -512,11 +515,14 @@ def train_dataset(x, y, config: ClassifierConfig):
         # One numpy call per uint8 image, in order: SLIC holds the GIL anyway, and a single
         # seeded generator keeps the run reproducible.
         ds = ds.map(superpixel_map(config.superpixel_p, config.superpixel_segments, config.seed))
-    ds = ds.batch(config.batch_size).map(lambda images, labels: (to_float(images), labels))
-    if classic:
-        layer = classic_augmentation(config.seed)
-        ds = ds.map(lambda images, labels: (layer(images, training=True), labels),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+    layer = classic_augmentation(config.seed) if classic else None
+
+    def scale_and_augment(images, labels):
+        images = to_float(images)
+        return (images if layer is None else layer(images, training=True)), labels
+
+    # Sequential map: the layers' seed state advances in batch order, so a seed replays a run.
+    ds = ds.batch(config.batch_size).map(scale_and_augment)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
