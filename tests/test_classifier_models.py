@@ -38,6 +38,7 @@ def test_cnn5_matches_the_ct_study_architecture():
     dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
     assert [d.units for d in dense] == [256, 128, 2]
     assert [d.rate for d in model.layers if isinstance(d, layers.Dropout)] == [0.25, 0.25]
+    assert {b.momentum for b in model.layers if isinstance(b, layers.BatchNormalization)} == {0.9}
     probs = model.predict(np.zeros((3, 32, 32, 1), np.float32), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
