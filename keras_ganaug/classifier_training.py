@@ -157,10 +157,11 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
                         f"super-resolution SavedModel")
     if not 0.0 < config.val_fraction < 1.0:
         raise UserError(f"--val-fraction {config.val_fraction}: expected a fraction in (0, 1)")
-    for flag, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size),
-                        ("--image-size", config.image_size), ("--patience", config.patience)):
-        if value < (0 if flag == "--patience" else 1):
-            raise UserError(f"{flag} {value}: expected a positive number")
+    for flag, value, least in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),
+                               ("--image-size", config.image_size, 1),
+                               ("--patience", config.patience, 0)):
+        if value < least:
+            raise UserError(f"{flag} {value}: expected at least {least}")
     if config.channels not in (1, 3):
         raise UserError(f"--channels {config.channels}: expected 1 or 3")
     if config.learning_rate is not None and config.learning_rate <= 0:
