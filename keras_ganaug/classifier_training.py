@@ -595,6 +595,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
         plot_roc,
     )
 
+    keras.backend.clear_session()  # a study runs many cells in one process: free the last one
     keras.utils.set_random_seed(config.seed)
     splits = build_splits(config)
     prepared = time.perf_counter()
