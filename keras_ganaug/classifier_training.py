@@ -15,11 +15,9 @@ run(ClassifierConfig(...)) is what train_classifier.py and the study grid call.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
-import tempfile
 import threading
 import time
 import urllib.error
@@ -35,7 +33,7 @@ from keras_ganaug.errors import UserError
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
-GENERATION_BATCH = 64
+GENERATION_BATCH = 64  # images per generator call: bounds memory at 224 px
 # Where keras.applications downloads its no-top ImageNet weights from, and the cached file name.
 IMAGENET_WEIGHTS = {
     "vgg16": ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/",
@@ -263,90 +261,6 @@ def open_generator(path: str, class_names: tuple[str, ...], minority: str,
     return GeneratorSource(path, metadata, trained, -1)
 
 
-def vet_images(generator_path: str, images: np.ndarray, class_ids: np.ndarray,
-               keep: int) -> tuple[np.ndarray, dict]:
-    """Keep the `keep` images the exported discriminator scores most real (ties: earliest first)."""
-    import tensorflow as tf
-
-    run_dir = Path(generator_path)
-    if run_dir.name == "generator" and not (run_dir / "discriminator").is_dir():
-        run_dir = run_dir.parent
-    if not (run_dir / "discriminator" / "saved_model.pb").is_file():
-        raise UserError(f"--vet: no discriminator SavedModel at {run_dir / 'discriminator'} "
-                        f"(train_gan.py writes it beside the generator)")
-    scorer = tf.saved_model.load(str(run_dir / "discriminator"))
-    realness = np.concatenate([
-        scorer.score(images=tf.constant(images[i:i + GENERATION_BATCH]),
-                     class_ids=tf.constant(class_ids[i:i + GENERATION_BATCH], tf.int32)
-                     )["realness"].numpy()
-        for i in range(0, len(images), GENERATION_BATCH)])
-    order = np.argsort(-realness, kind="stable")[:keep]
-    kept = np.sort(order)
-    report = {"generated": int(len(images)), "kept": int(keep),
-              "mean_realness_all": float(realness.mean()),
-              "mean_realness_kept": float(realness[kept].mean()) if keep else None}
-    return images[kept], report
-
-
-def resize_images(images: np.ndarray, size: int, upscale: str) -> tuple[np.ndarray, str]:
-    """uint8 [N, h, h, C] -> uint8 [N, size, size, C] and the method used, for the metrics.
-
-    Smaller images are upscaled bicubically or by a super-resolution SavedModel (`upscale` = its
-    folder; called on float32 [N, h, w, 3] in [0, 255], as TF-Hub's ESRGAN is), then bicubically to
-    the exact size if the model's factor overshoots. Larger images are downscaled with antialiasing.
-    """
-    import tensorflow as tf
-
-    current = images.shape[1]
-    if current == size or len(images) == 0:
-        return images, "none"
-    method = "bicubic"
-    floats = tf.cast(images, tf.float32)
-    if current > size:
-        method = "downscale-bicubic-antialias"
-        floats = tf.image.resize(floats, (size, size), method="bicubic", antialias=True)
-    elif upscale != "bicubic":
-        floats = _super_resolve(floats, upscale)
-        method = f"savedmodel:{upscale}"
-        if floats.shape[1] != size:
-            floats = tf.image.resize(floats, (size, size), method="bicubic",
-                                     antialias=floats.shape[1] > size)
-            method += f"+bicubic-to-{size}"
-    else:
-        floats = tf.image.resize(floats, (size, size), method="bicubic")
-    return tf.cast(tf.round(tf.clip_by_value(floats, 0.0, 255.0)), tf.uint8).numpy(), method
-
-
-def _super_resolve(images, model_path: str):
-    """Run a super-resolution SavedModel over float32 [N, h, w, C] in [0, 255], a few at a time."""
-    import tensorflow as tf
-
-    try:
-        model = tf.saved_model.load(model_path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"--upscale {model_path}: not a loadable SavedModel "
-                        f"({str(err).splitlines()[0]})") from err
-    if not callable(model):
-        signatures = getattr(model, "signatures", {})
-        if "serving_default" not in signatures:
-            raise UserError(f"--upscale {model_path}: the SavedModel is neither callable nor has "
-                            f"a serving_default signature")
-        signature = signatures["serving_default"]
-
-        def model(x):
-            return next(iter(signature(x).values()))
-
-    grey = images.shape[-1] == 1
-    chunks = []
-    for start in range(0, images.shape[0], 8):
-        batch = images[start:start + 8]
-        if grey:
-            batch = tf.repeat(batch, 3, axis=-1)
-        out = tf.cast(model(batch), tf.float32)
-        chunks.append(tf.reduce_mean(out, axis=-1, keepdims=True) if grey else out)
-    return tf.concat(chunks, axis=0)
-
-
 def make_synthetic(sources: list[GeneratorSource], real_counts: dict[str, int], spec: str,
                    image_size: int, seed: int, vet: bool, vet_keep: float,
                    upscale: str) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
@@ -355,7 +269,7 @@ def make_synthetic(sources: list[GeneratorSource], real_counts: dict[str, int], 
     Each target class gets the count --synthetic asks for, split evenly over the generators that
     make that class. Generator i draws with seed `seed * 1000 + i`, so runs are reproducible.
     """
-    from keras_ganaug.synthesize import synthesize
+    from keras_ganaug.synthesize import resize_images, synthesize, vet_images
 
     per_class: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
@@ -551,17 +465,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: result.get(c, 1.0) for c in range(n_classes)}
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def prepare_out(config: ClassifierConfig) -> Path:
     """Create OUT; refuse (never delete) a finished run there unless --overwrite."""
     out = Path(config.out)
@@ -588,6 +491,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
 
     from keras_ganaug.classifiers import build_classifier
     from keras_ganaug.data import make_dataset
+    from keras_ganaug.export import write_json_atomic
     from keras_ganaug.metrics.classification import (
         classification_metrics,
         plot_confusion_matrix,
@@ -648,7 +552,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                                                   splits.class_names,
                                                   out / "confusion_matrix.png"),
     }
-    _write_json(out / "splits.json", splits.files)
+    write_json_atomic(out / "splits.json", splits.files)
     result["timings"]["total_seconds"] = time.perf_counter() - started
-    _write_json(out / METRICS_FILE, result)  # last: its presence marks a finished run
+    write_json_atomic(out / METRICS_FILE, result)  # last: its presence marks a finished run
     return result

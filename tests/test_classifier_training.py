@@ -16,7 +16,6 @@ from keras_ganaug.classifier_training import (
     check_synthetic_only_in_train,
     class_weights,
     parse_synthetic,
-    resize_images,
     resolve,
     run,
     split_evenly,
@@ -24,6 +23,7 @@ from keras_ganaug.classifier_training import (
 )
 from keras_ganaug.data import list_images, select_real
 from keras_ganaug.errors import UserError
+from keras_ganaug.synthesize import resize_images
 
 COUNTS = {"train": {"benign": 30, "malignant": 15}, "test": {"benign": 5, "malignant": 5}}
 
