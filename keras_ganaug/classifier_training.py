@@ -267,7 +267,9 @@ def make_synthetic(sources: list[GeneratorSource], real_counts: dict[str, int], 
     """Synthetic images per generator -> ([(class_name, uint8 images)], provenance records).
 
     Each target class gets the count --synthetic asks for, split evenly over the generators that
-    make that class. Generator i draws with seed `seed * 1000 + i`, so runs are reproducible.
+    make that class. Generator i draws with a seed derived from (seed, i) by numpy's SeedSequence
+    and recorded: reproducible, and the per-batch seeds of different generators never collide
+    the way seed + i would (synthesize uses seed + batch index).
     """
     from keras_ganaug.synthesize import resize_images, synthesize, vet_images
 
@@ -281,7 +283,7 @@ def make_synthetic(sources: list[GeneratorSource], real_counts: dict[str, int], 
             counts[i] = n
     batches, records = [], []
     for i, (source, count) in enumerate(zip(sources, counts, strict=True)):
-        generator_seed = seed * 1000 + i
+        generator_seed = int(np.random.SeedSequence((seed, i)).generate_state(1, np.uint32)[0])
         n_generate = math.ceil(count / vet_keep) if vet else count
         images = synthesize(source.path, n_generate, generator_seed, source.class_id,
                             batch_size=GENERATION_BATCH)
@@ -351,6 +353,25 @@ def check_synthetic_only_in_train(synthetic_images: np.ndarray, x_val: np.ndarra
             raise AssertionError(f"a synthetic image leaked into the {name} split")
 
 
+def _check_generators_never_saw(sources: list[GeneratorSource], images, split: str,
+                                refuse: bool) -> list[int]:
+    """How many of `images` each generator was trained on (by file hash); refuse if asked to.
+
+    A GAN trained on test images would carry the test split into training through its fakes.
+    """
+    if not sources:
+        return []
+    from keras_ganaug.data import file_hashes
+
+    hashes = set(file_hashes(images))
+    seen = [len(hashes & set(s.metadata.get("training_files_sha256") or [])) for s in sources]
+    for source, n in zip(sources, seen, strict=True):
+        if refuse and n:
+            raise UserError(f"--generator {source.path}: was trained on {n} image(s) of the "
+                            f"{split} split of --data; its fakes would leak them into training")
+    return seen
+
+
 def _data_root(data: str) -> str:
     if data != "demo":
         return data
@@ -381,6 +402,7 @@ def build_splits(config: ClassifierConfig) -> Splits:
     x_test, y_test, test_set, _ = load_images(
         test_set, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
+    _check_generators_never_saw(sources, test_set, "test", refuse=True)
     try:
         train_idx, val_idx = train_test_split(
             np.arange(len(y_real)), test_size=config.val_fraction, stratify=y_real,
@@ -399,6 +421,10 @@ def build_splits(config: ClassifierConfig) -> Splits:
         batches, records = make_synthetic(
             sources, real_counts, config.synthetic, config.image_size, config.seed, config.vet,
             config.vet_keep, config.upscale)
+    for record, seen in zip(records, _check_generators_never_saw(
+            sources, train_set.subset(np.isin(np.arange(len(y_real)), val_idx)), "val",
+            refuse=False), strict=True):
+        record["trained_on_val_images"] = seen  # expected: the GAN had the same real minority
     fakes = [images for _, images in batches if len(images)]
     fake_x = np.concatenate(fakes) if fakes else x_train[:0]
     fake_y = np.concatenate([np.full(len(images), train_set.class_names.index(name), np.int32)

@@ -32,14 +32,15 @@ def write_image_folder(root: Path, counts: dict[str, dict[str, int]], size: int 
 def write_fake_generator(out: Path, *, image_size: int = 32, channels: int = 3,
                          trained_class: str | None = "malignant",
                          class_names: tuple[str, ...] = ("benign", "malignant"),
-                         fill: int | None = None) -> Path:
+                         fill: int | None = None, trained_on: tuple[str, ...] = ()) -> Path:
     """A generator export at OUT (generator/, discriminator/, metadata.json).
 
-    Images are uniform noise from a stateless seed (odd pixel values only, so no real PNG of the
-    test folders can equal one by chance is not needed: the hashes are checked anyway), or a
-    constant `fill`. The discriminator's realness is the mean pixel value: vetting keeps the
-    brightest fakes, which a test can check.
+    Images are uniform noise from a stateless seed, or a constant `fill`. The discriminator's
+    realness is the mean pixel value: vetting keeps the brightest fakes, which a test can check.
+    `trained_on`: files whose hashes the metadata lists as the GAN's training images.
     """
+    import hashlib
+
     import tensorflow as tf
 
     conditional = trained_class is None
@@ -47,7 +48,9 @@ def write_fake_generator(out: Path, *, image_size: int = 32, channels: int = 3,
                 "latent_size": 4, "class_names": list(class_names),
                 "trained_class": trained_class, "conditional": conditional,
                 "trained_class_id": None if conditional else class_names.index(trained_class),
-                "num_classes": len(class_names), "n_real": 5, "seed": 0}
+                "num_classes": len(class_names), "n_real": 5, "seed": 0,
+                "training_files_sha256": [hashlib.sha256(Path(f).read_bytes()).hexdigest()
+                                          for f in trained_on]}
     shape = (image_size, image_size, channels)
 
     class Generator(tf.Module):

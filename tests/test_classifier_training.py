@@ -188,6 +188,13 @@ def test_savedmodel_without_our_metadata_is_refused(data_root, tmp_path):
         build_splits(_config(data_root, tmp_path, generators=[str(tmp_path / "foreign")]))
 
 
+def test_generator_trained_on_test_images_is_refused(data_root, tmp_path):
+    test_file = sorted((data_root / "test" / "malignant").iterdir())[0]
+    leaky = write_fake_generator(tmp_path / "leaky", trained_on=(str(test_file),))
+    with pytest.raises(UserError, match="trained on 1 image.* of the test split"):
+        build_splits(_config(data_root, tmp_path, generators=[str(leaky)]))
+
+
 def test_channel_mismatch_is_refused(data_root, tmp_path):
     grey = write_fake_generator(tmp_path / "grey", channels=1)
     with pytest.raises(UserError, match="1-channel images but --channels is 3"):

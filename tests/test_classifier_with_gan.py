@@ -37,6 +37,7 @@ def test_classifier_trains_on_a_real_dcgan_export(tmp_path, demo_root):
     assert fake["benign"] == 0 and fake["malignant"] == real["benign"] - real["malignant"] > 0
     generator = result["generators"][0]
     assert generator["gan_type"] == "dcgan" and generator["resize"] == "none"
+    assert generator["trained_on_val_images"] == result["val_counts"]["malignant"] > 0
     assert generator["vetting"]["generated"] == 2 * fake["malignant"]
     assert generator["vetting"]["mean_realness_kept"] >= generator["vetting"]["mean_realness_all"]
     # The fakes are reproducible from the recorded seed: each kept one is among the regenerated.
