@@ -143,6 +143,9 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
     if config.superpixel_segments < 2:
         raise UserError(f"--superpixel-segments {config.superpixel_segments}: expected >= 2")
     synthetic = config.synthetic
+    for path in config.generators:
+        if not Path(path).is_dir():
+            raise UserError(f"--generator {path}: no such folder (expected a train_gan.py output)")
     if config.generators:
         synthetic = synthetic or "balance"
         parse_synthetic(synthetic)
@@ -235,8 +238,6 @@ def open_generator(path: str, class_names: tuple[str, ...], minority: str,
     """Read and check a generator export against the classifier's data and settings."""
     from keras_ganaug.export import generator_dir, load_metadata
 
-    if not Path(path).exists():
-        raise UserError(f"--generator {path}: no such folder (expected a train_gan.py output)")
     metadata = load_metadata(path)
     generator_dir(path)
     missing = [k for k in ("image_size", "channels", "conditional") if k not in metadata]
