@@ -6,7 +6,8 @@ superpixel  scikit-image SLIC segments, each replaced by its mean colour with pr
             imgaug's ``Superpixels(p_replace, n_segments)`` did (imgaug is unmaintained and breaks on
             numpy 2). SLIC is numpy code, so it runs per uint8 image through ``tf.numpy_function``
             in the tf.data map; it holds the GIL, so it runs sequentially with a seeded numpy
-            generator and a run is reproducible.
+            generator and a run is reproducible. Cost: about 4 ms per 64 px image and 0.1 s per
+            224 px image on one CPU core, every epoch.
 
 The GANs' differentiable augmentation (DiffAugment) lives in keras_ganaug/gans/diffaugment.py.
 """
