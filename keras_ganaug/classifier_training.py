@@ -382,7 +382,7 @@ def _data_root(data: str) -> str:
 
 
 def build_splits(config: ClassifierConfig) -> Splits:
-    """Load, cut, split and augment-with-synthetic the data of a resolved config."""
+    """Load the data of a resolved config, cut the minority, split off validation, add fakes."""
     from sklearn.model_selection import train_test_split
 
     from keras_ganaug.data import list_images, load_images, select_real
@@ -422,10 +422,12 @@ def build_splits(config: ClassifierConfig) -> Splits:
         batches, records = make_synthetic(
             sources, real_counts, config.synthetic, config.image_size, config.seed, config.vet,
             config.vet_keep, config.upscale)
-    for record, seen in zip(records, _check_generators_never_saw(
-            sources, train_set.subset(np.isin(np.arange(len(y_real)), val_idx)), "val",
-            refuse=False), strict=True):
-        record["trained_on_val_images"] = seen  # expected: the GAN had the same real minority
+    # Expected to be nonzero: the GAN trained on the same real minority the validation split
+    # was cut from. Recorded, because early stopping then sees images the GAN memorized.
+    val_images = train_set.subset(np.isin(np.arange(len(y_real)), val_idx))
+    seen = _check_generators_never_saw(sources, val_images, "val", refuse=False)
+    for record, n_seen in zip(records, seen, strict=True):
+        record["trained_on_val_images"] = n_seen
     fakes = [images for _, images in batches if len(images)]
     fake_x = np.concatenate(fakes) if fakes else x_train[:0]
     fake_y = np.concatenate([np.full(len(images), train_set.class_names.index(name), np.int32)
