@@ -51,6 +51,7 @@ def test_binary_auc_uses_the_positive_class_column():
     assert classification_metrics(y_true, scores, ["benign", "malignant"])["roc_auc"] == 1.0
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_missing_class_gives_no_auc_and_zero_precision_instead_of_crashing():
     y_true = np.array([0, 0, 0])
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
