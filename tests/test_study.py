@@ -1,0 +1,246 @@
+"""The study grid: CSV columns, CI arithmetic, resume after a kill, shards, report, CLI errors.
+
+Most tests swap the classifier and GAN training for fast deterministic fakes (the study's two
+adapter functions), so they test the grid itself; one test runs the real thing, tiny.
+"""
+
+import json
+import zlib
+
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from keras_ganaug import study
+from keras_ganaug.demo import make_demo_data
+from keras_ganaug.errors import UserError, run_cli
+
+COUNTS = {"train": {"benign": 30, "malignant": 16}, "test": {"benign": 6, "malignant": 6}}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_data(tmp_path_factory.mktemp("data") / "demo", seed=1, counts=COUNTS)
+
+
+class FakeTraining:
+    """Stand-ins for the classifier and GAN runs that count their calls."""
+
+    def __init__(self, fail_on_call: int | None = None):
+        self.classifier_calls: list[str] = []
+        self.gan_calls: list[str] = []
+        self.fail_on_call = fail_on_call
+
+    def classifier(self, config, method, n_real, seed, generator, out):
+        if self.fail_on_call is not None and len(self.classifier_calls) + 1 == self.fail_on_call:
+            self.fail_on_call = None
+            raise KeyboardInterrupt  # the study killed mid-cell
+        self.classifier_calls.append(out.name)
+        # Deterministic, method- and seed-dependent numbers in [0.5, 1).
+        base = zlib.crc32(f"{method.name}/{n_real}/{seed}".encode()) % 1000 / 2000 + 0.5
+        n_minority = n_real or COUNTS["train"]["malignant"]
+        val = max(1, n_minority // 5)
+        return {
+            "accuracy": base, "balanced_accuracy": base - 0.01, "roc_auc": min(base + 0.05, 1.0),
+            "macro_f1": base - 0.02, "minority": "malignant", "minority_recall": base - 0.1,
+            "n_test": 12, "class_names": ["benign", "malignant"],
+            "per_class": {name: {"precision": base, "recall": base, "f1": base, "support": 6}
+                          for name in ("benign", "malignant")},
+            "confusion_matrix": [[5, 1], [2, 4]],
+            "train_counts": {"real": {"benign": 24, "malignant": n_minority - val},
+                             "synthetic": {"benign": 0,
+                                           "malignant": 24 - n_minority + val if generator else 0}},
+            "val_counts": {"benign": 6, "malignant": val},
+            "timings": {"prepare_seconds": 0.1, "train_seconds": 0.2, "total_seconds": 0.3},
+        }
+
+    def gan(self, config, cell, out):
+        self.gan_calls.append(out.name)
+        (out / "generator").mkdir(parents=True, exist_ok=True)
+        (out / "metadata.json").write_text(json.dumps({"training_files_sha256": []}))
+        return {"train_seconds": 1.5, "images_per_second": 100.0, "epochs": config.gan_epochs}
+
+
+def tiny_config(demo, out, **overrides):
+    settings = dict(data=str(demo), minority="malignant", n_real=[8, None],
+                    methods=["real", "class-weights", "dcgan"], seeds=2, image_size=32,
+                    epochs=1, gan_epochs=1, quality=False, out=str(out), verbose=0)
+    settings.update(overrides)
+    return study.StudyConfig(**settings)
+
+
+def use_fakes(monkeypatch, fake):
+    monkeypatch.setattr(study, "train_classifier", fake.classifier)
+    monkeypatch.setattr(study, "train_generator", fake.gan)
+
+
+def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    killed = FakeTraining(fail_on_call=2)
+    use_fakes(monkeypatch, killed)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(tiny_config(demo, out))
+    assert len(killed.classifier_calls) == 1
+    assert len(list((out / "cells").glob("*.json"))) == 1
+
+    resumed = FakeTraining()
+    use_fakes(monkeypatch, resumed)
+    outcome = study.run_study(tiny_config(demo, out))
+    all_calls = killed.classifier_calls + resumed.classifier_calls
+    assert outcome == {"cells": 12, "ran": 11, "skipped": 1}
+    assert sorted(all_calls) == sorted(set(all_calls)) and len(all_calls) == 12
+    # One generator per (N, seed), reused by nothing else here, trained once over both runs.
+    assert sorted(killed.gan_calls + resumed.gan_calls) == [
+        "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
+
+    again = FakeTraining()
+    use_fakes(monkeypatch, again)
+    assert study.run_study(tiny_config(demo, out))["ran"] == 0
+    assert again.classifier_calls == [] and again.gan_calls == []
+    runs = json.loads((out / "study.json").read_text())["runs"]
+    assert [r["ran"] for r in runs] == [11, 0]
+
+
+def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out))
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    assert len(results) == 12 and results["cell"].is_unique
+    assert set(results["n_real"]) == {"8", "all"}
+    assert set(results["method"]) == {"real", "class-weights", "dcgan"}
+    assert list(results.columns[:4]) == ["cell", "n_real", "n_minority", "method"]
+    expected = {"seed", "accuracy", "roc_auc", "balanced_accuracy", "minority_recall",
+                "recall_malignant", "f1_benign", "confusion_malignant_as_benign",
+                "train_synthetic_malignant", "classifier_train_seconds", "cell_seconds",
+                "gan_total_seconds", "generator_reused", "generator"}
+    assert expected <= set(results.columns)
+    assert results.loc[results["n_real"] == "all", "n_minority"].eq(16).all()
+    assert results.loc[results["n_real"] == "8", "n_minority"].eq(8).all()
+    gan_rows = results[results["method"] == "dcgan"]
+    assert gan_rows["generator"].str.startswith("generators/dcgan_n").all()
+    assert results.loc[results["method"] == "real", "generator"].isna().all()
+
+
+def test_summary_ci_and_paired_differences_match_scipy(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out, seeds=3))
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+
+    def seeds_of(method, n_real, metric="accuracy"):
+        rows = results[(results["method"] == method) & (results["n_real"] == n_real)]
+        return rows.sort_values("seed")[metric].to_numpy()
+
+    row = summary[(summary["method"] == "dcgan") & (summary["n_real"] == "8")
+                  & (summary["metric"] == "accuracy")].iloc[0]
+    values = seeds_of("dcgan", "8")
+    low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(),
+                                       scale=scipy_stats.sem(values))
+    assert row["seeds"] == 3
+    assert row["mean"] == pytest.approx(values.mean())
+    assert row["std"] == pytest.approx(values.std(ddof=1))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert row["vs_real_diff"] == pytest.approx((values - seeds_of("real", "8")).mean())
+    assert row["vs_real_p"] == pytest.approx(
+        scipy_stats.ttest_rel(values, seeds_of("real", "8")).pvalue)
+    # The only non-GAN baseline here is class-weights: dcgan is compared with it, pairwise.
+    assert row["baseline"] == "class-weights"
+    assert row["vs_baseline_p"] == pytest.approx(
+        scipy_stats.ttest_rel(values, seeds_of("class-weights", "8")).pvalue)
+    real_row = summary[(summary["method"] == "real") & (summary["metric"] == "accuracy")]
+    assert real_row["vs_real_diff"].isna().all()
+
+
+def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out))
+    report = (out / "report.md").read_text()
+    assert "| N real | real | class-weights | dcgan |" in report
+    assert "| all (16) |" in report
+    summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+    acc = summary[(summary["n_real"] == "8") & (summary["metric"] == "accuracy")]
+    best = acc.loc[acc["mean"].idxmax()]
+    half = (best["ci_high"] - best["ci_low"]) / 2
+    assert f"**{best['mean']:.3f} ± {half:.3f}**" in report
+    assert "No test image, nor a near-duplicate of one" in report
+    assert "python -m keras_ganaug.study" in report
+    for metric in ("accuracy", "roc_auc", "minority_recall", "balanced_accuracy"):
+        png = out / "figures" / f"{metric}_vs_n.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{metric}_vs_n.png" in report
+    leakage = json.loads((out / "leakage.json").read_text())
+    assert leakage["clean"] and leakage["test_images"] == 12
+    assert {m["name"] for m in leakage["models"]} == {
+        "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"}
+
+    # --report-only remakes everything from the CSV alone.
+    (out / "report.md").unlink()
+    (out / "summary.csv").unlink()
+    assert run_cli(study.main, ["--report-only", "--out", str(out)]) == 0
+    assert (out / "report.md").read_text() == report
+    assert (out / "summary.csv").is_file()
+
+
+def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):
+    config = tiny_config(demo, tmp_path / "study",
+                         methods=["real", "dcgan", "dcgan+classic", "classic"])
+    units = study.plan(config)
+    shards = [study.shard_units(units, (i, 3)) for i in range(3)]
+    cells = [[c.cell_id for unit in shard for c in unit] for shard in shards]
+    assert sorted(sum(cells, [])) == sorted(c.cell_id for unit in units for c in unit)
+    assert all(cells) and len(set(sum(cells, []))) == 16
+    for shard in shards:  # both methods of one generator land in the same shard
+        for unit in shard:
+            assert len({c.generator_key for c in unit}) == 1
+    fake = FakeTraining()
+    use_fakes(monkeypatch, fake)
+    for i in range(3):
+        config.shard = (i, 3)
+        study.run_study(config)
+    assert len(fake.classifier_calls) == 16 and len(set(fake.classifier_calls)) == 16
+    assert len(fake.gan_calls) == 4 == len(set(fake.gan_calls))
+    results = pd.read_csv(tmp_path / "study" / "results.csv")
+    reused = results[results["method"].str.startswith("dcgan")].groupby("generator")
+    assert (reused["generator_reused"].sum() == 1).all()  # trained by one method, reused by other
+
+
+def test_method_names_are_parsed_and_canonical():
+    method = study.parse_method("dcgan+classic+diffaugment")
+    assert method == study.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
+    assert study.parse_method("wgan-gp+ada").gan_augment == "ada"
+    assert study.parse_method("class-weights") == study.Method("class-weights",
+                                                               class_weights=True)
+    assert study.parse_method("superpixel+classic").augment == "classic+superpixel"
+    for bad in ("dcgan+ada+diffaugment", "diffaugment", "classic+dcgan", "real+classic", "gan"):
+        with pytest.raises(UserError):
+            study.parse_method(bad)
+    assert study.parse_n_real("10, 50,all") == [10, 50, None]
+    assert study.parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "1", "a/2"):
+        with pytest.raises(UserError):
+            study.parse_shard(bad)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--n-real", "8,500"], "--n-real 500: class 'malignant' has 16"),
+    (["--methods", "real,dcgan+foo"], "--methods dcgan+foo"),
+    (["--n-real", "0"], "--n-real 0"),
+    (["--shard", "2/2"], "--shard 2/2"),
+    (["--methods", "real,real"], "listed twice"),
+])
+def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, flags, message):
+    argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
+    assert run_cli(study.main, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "s" / "results.csv").exists()
+
+
+def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
+    with pytest.raises(UserError, match="--image-size 32"):
+        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=48))
