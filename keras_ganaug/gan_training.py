@@ -1,0 +1,178 @@
+"""Train one GAN on (a cut of) one class and export it: the library behind train_gan.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from keras_ganaug import data as data_lib
+from keras_ganaug.errors import UserError
+
+FINISHED_MARKER = "metadata.json"
+# Flags that must match for --resume to continue a run rather than start a different one.
+RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
+               "seed", "width", "augment", "ema", "resize", "batch_size")
+
+
+@dataclass
+class GANConfig:
+    data: str | None = None  # image-folder root or tfds:NAME; None = the built-in demo set
+    class_name: str | None = None  # None = the class with the fewest train images
+    gan: str = "dcgan"
+    n_real: int | None = None  # None = every image of the class
+    image_size: int = 64
+    channels: int = 3
+    epochs: int = 50
+    batch_size: int = 64
+    latent_dim: int = 128
+    width: int = 64
+    augment: str = "none"
+    ema: float | None = 0.999
+    seed: int = 0
+    out: str | None = None
+    sample_every: int | None = None  # None = about ten grids per run
+    snapshot_every: int = 0
+    resize: str = "crop"
+    skip_bad_images: bool = False
+    overwrite: bool = False
+    resume: bool = False
+    verbose: int = 1
+
+
+def default_out(config: GANConfig, class_name: str) -> Path:
+    n = "all" if config.n_real is None else str(config.n_real)
+    return Path("saved_models") / f"{config.gan}_{class_name}_n{n}"
+
+
+def _check_out(out: Path, config: GANConfig) -> None:
+    """Refuse to clobber a finished run, or to mix a resumed run with different flags."""
+    finished = (out / FINISHED_MARKER).is_file()
+    started = (out / "run_config.json").is_file()
+    if config.resume:
+        if not started:
+            raise UserError(f"--resume: {out} holds no run to resume (no run_config.json)")
+        previous = json.loads((out / "run_config.json").read_text())
+        changed = [k for k in RESUME_KEYS if previous.get(k) != asdict(config).get(k)]
+        if changed:
+            key = changed[0]
+            raise UserError(f"--resume: --{key.replace('_', '-')} is {asdict(config)[key]!r} but the "
+                            f"run in {out} used {previous.get(key)!r}")
+    elif (finished or started) and not config.overwrite:
+        what = "a finished run" if finished else "an unfinished run (pass --resume to continue it)"
+        raise UserError(f"--out {out}: already holds {what}; pass --overwrite to replace it or "
+                        f"choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{time.time_ns()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+
+
+def prepare_training_set(config: GANConfig):
+    """Flags -> (uint8 images, labels, the ImageSet used, class index, report, data source)."""
+    from keras_ganaug.demo import make_demo_data
+    from keras_ganaug.gans import gan_class
+    from keras_ganaug.gans.networks import check_image_size
+
+    check_image_size(config.image_size)
+    source = str(make_demo_data()) if config.data is None else config.data
+    images = data_lib.list_images(source, "train")
+    class_name = config.class_name or images.fewest_class()
+    class_id = images.class_index(class_name)
+    images = data_lib.select_real(images, class_name, config.n_real, config.seed)
+    if not gan_class(config.gan).conditional:
+        images = data_lib.only_class(images, class_name)
+    elif len(images.class_names) < 2:
+        raise UserError(f"--gan {config.gan}: a conditional GAN needs at least two classes; "
+                        f"{images.source} has one")
+    arrays, labels, loaded, report = data_lib.load_images(
+        images, config.image_size, config.channels, resize_mode=config.resize,
+        skip_bad_images=config.skip_bad_images)
+    return arrays, labels, loaded, class_name, class_id, report, source
+
+
+def run(config: GANConfig) -> dict:
+    """Train, export and return a summary: paths, epochs, images per second, final losses."""
+    from keras_ganaug.gans import gan_class
+
+    gan_type = gan_class(config.gan)
+    arrays, labels, images, class_name, class_id, report, source = prepare_training_set(config)
+    out = Path(config.out) if config.out else default_out(config, class_name)
+    _check_out(out, config)
+    if report.skipped and config.verbose:
+        print(f"skipped {len(report.skipped)} unreadable images (--skip-bad-images), e.g. "
+              f"{report.skipped[0]}")
+    if report.converted_modes and config.verbose:
+        modes = ", ".join(f"{n} {mode}" for mode, n in sorted(report.converted_modes.items()))
+        print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
+    (out / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
+    data_lib.write_file_list(out / "training_files.json", images, config.seed, config.n_real,
+                             class_name)
+    return _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id,
+                             source, out)
+
+
+def _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id, source, out):
+    import keras
+
+    from keras_ganaug import callbacks as cb
+    from keras_ganaug.export import export_gan
+
+    keras.utils.set_random_seed(config.seed)
+    batch_size = min(config.batch_size, len(arrays))
+    dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True, seed=config.seed,
+                                    drop_remainder=True)
+    gan = gan_type(image_size=config.image_size, channels=config.channels,
+                   latent_dim=config.latent_dim, num_classes=len(images.class_names),
+                   trained_class=class_id, augment=config.augment, ema_decay=config.ema,
+                   width=config.width, seed=config.seed)
+    gan.compile()
+    checkpoints = out / "checkpoints"
+    initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
+    metadata = {
+        "class_names": list(images.class_names),
+        "trained_class": None if gan.conditional else class_name,
+        "trained_class_id": None if gan.conditional else class_id,
+        "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
+        "training_images": len(arrays), "data": source, "resize": config.resize,
+        "augment": config.augment, "epochs": config.epochs,
+        "training_files_sha256": data_lib.file_hashes(images),
+    }
+    sample_every = config.sample_every or max(1, config.epochs // 10)
+    grids = cb.SampleGrid(out / "samples", sample_every)
+    nan_guard = cb.StopOnNaN()
+    callbacks = [
+        grids, nan_guard, cb.GANCheckpoint(checkpoints),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
+        cb.PeriodicExport(out / "snapshots", config.snapshot_every, metadata),
+        keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
+    ]
+    # StopOnNaN must see the bad batch before the checkpoint could store the bad weights.
+    callbacks.sort(key=lambda c: not isinstance(c, cb.StopOnNaN))
+    if config.verbose:
+        print(f"{gan_type.gan_type}: {len(arrays)} images of {class_name!r} "
+              f"({config.image_size} px, batch {batch_size}) -> {out}")
+    start = time.perf_counter()
+    history = gan.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    seconds = time.perf_counter() - start
+    if nan_guard.bad is not None:
+        epoch, name = nan_guard.bad
+        raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; the last good "
+                        f"checkpoint (epoch {epoch - 1}) is kept in {checkpoints}; lower the "
+                        f"learning rate or try --augment diffaugment, then --resume")
+    trained_epochs = config.epochs - initial_epoch
+    steps = trained_epochs * (len(arrays) // batch_size)
+    export_gan(gan, out, {**metadata, "epochs_trained": config.epochs})
+    grids.write("final")
+    if (out / "history.csv").is_file():
+        cb.plot_history(out / "history.csv", out / "loss_curves.png")
+    final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+    return {"out": str(out), "generator": str(out / "generator"), "epochs": config.epochs,
+            "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
+            "images_per_second": steps * batch_size / seconds if seconds > 0 and steps else None,
+            "final_logs": final_logs}

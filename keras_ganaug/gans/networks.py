@@ -1,0 +1,91 @@
+"""Generator and discriminator builders that scale with image size (32-256 px) and channels.
+
+DCGAN-style (Radford et al. 2016): the generator upsamples a 4x4 map by strided transposed
+convolutions, halving filters each time; the discriminator mirrors it with strided convolutions.
+Outputs that feed losses (tanh image, D score, heads) are float32 even under mixed precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from keras_ganaug.errors import UserError
+
+SUPPORTED_SIZES = (32, 64, 128, 256)
+MAX_FILTERS = 512
+
+
+def check_image_size(image_size: int) -> int:
+    """The number of 2x up/down-sampling stages between 4x4 and `image_size`."""
+    if image_size not in SUPPORTED_SIZES:
+        raise UserError(f"--image-size {image_size}: the GAN networks support "
+                        f"{', '.join(map(str, SUPPORTED_SIZES))} px")
+    return int(math.log2(image_size)) - 2
+
+
+def _filters(width: int, stage: int) -> int:
+    return min(width * 2**stage, MAX_FILTERS)
+
+
+def build_generator(image_size: int, channels: int, input_dim: int, width: int = 64,
+                    name: str = "generator") -> keras.Model:
+    """input vector [B, input_dim] -> image [B, size, size, channels] in [-1, 1]."""
+    stages = check_image_size(image_size)
+    noise = keras.Input((input_dim,), name="latent")
+    top = _filters(width, stages - 1)
+    x = layers.Dense(4 * 4 * top, use_bias=False)(noise)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Reshape((4, 4, top))(x)
+    for stage in reversed(range(stages - 1)):
+        x = layers.Conv2DTranspose(_filters(width, stage), 4, strides=2, padding="same",
+                                   use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same")(x)
+    image = layers.Activation("tanh", dtype="float32", name="image")(x)
+    return keras.Model(noise, image, name=name)
+
+
+def build_discriminator(image_size: int, channels: int, width: int = 64, norm: str | None = "batch",
+                        num_classes: int = 0, heads: dict[str, int] | None = None,
+                        name: str = "discriminator") -> keras.Model:
+    """image [B,H,W,C] (+ class id [B] when num_classes) -> {"score": [B,1], head: [B,units]...}.
+
+    norm: "batch" (DCGAN), "layer" (WGAN-GP: a per-sample norm keeps the gradient penalty valid,
+    since batch norm couples the samples of a batch), or None.
+    num_classes > 0 makes it a projection discriminator (Miyato & Koyama 2018): score =
+    linear(h) + <embed(y), h>. It conditions through an inner product instead of concatenated
+    one-hot planes, which is more stable with few images per class and adds few weights.
+    heads: extra float32 dense outputs on the shared body (InfoGAN's Q head).
+    """
+    stages = check_image_size(image_size)
+    image = keras.Input((image_size, image_size, channels), name="image")
+    x = layers.Conv2D(width, 4, strides=2, padding="same")(image)
+    x = layers.LeakyReLU(0.2)(x)
+    for stage in range(1, stages):
+        x = layers.Conv2D(_filters(width, stage), 4, strides=2, padding="same",
+                          use_bias=norm is None)(x)
+        if norm == "batch":
+            x = layers.BatchNormalization()(x)
+        elif norm == "layer":
+            x = layers.LayerNormalization(axis=[1, 2, 3])(x)
+        x = layers.LeakyReLU(0.2)(x)
+    features = layers.Flatten(name="features")(x)
+    score = layers.Dense(1, dtype="float32", name="score")(features)
+    inputs = [image]
+    if num_classes:
+        class_id = keras.Input((), dtype="int32", name="class_id")
+        inputs.append(class_id)
+        embedded = layers.Embedding(num_classes, features.shape[-1], name="class_embedding")(class_id)
+        projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
+        score = layers.Add(dtype="float32")([score, projection])
+    outputs = {"score": score}
+    for head_name, units in (heads or {}).items():
+        h = layers.Dense(128)(features)
+        h = layers.LeakyReLU(0.2)(h)
+        outputs[head_name] = layers.Dense(units, dtype="float32", name=head_name)(h)
+    return keras.Model(inputs if num_classes else image, outputs, name=name)

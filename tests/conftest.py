@@ -1,0 +1,38 @@
+"""Shared fixtures: a small demo set, tiny image folders, the real skin set when it is present."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SKIN_DATA = REPO.parent / "shared" / "data" / "skin_cancer"
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A smaller demo set (same generator as the built-in one), written once per test session."""
+    from keras_ganaug.demo import make_demo_data
+
+    counts = {"train": {"benign": 48, "malignant": 24}, "test": {"benign": 12, "malignant": 12}}
+    return make_demo_data(tmp_path_factory.mktemp("demo") / "demo", seed=0, counts=counts, size=32)
+
+
+@pytest.fixture
+def skin_root() -> Path:
+    if not SKIN_DATA.is_dir():
+        pytest.skip("../shared/data/skin_cancer is absent")
+    return SKIN_DATA
+
+
+def run_script(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a top-level script or `-c` snippet in a fresh interpreter; returns the finished process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
