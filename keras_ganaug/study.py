@@ -598,7 +598,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         verbose=0 if args.quiet else 1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
     if args.report_only:
@@ -619,9 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def console_main() -> None:
-    sys.exit(run_cli(main))
+def main(argv: list[str] | None = None) -> int:
+    """Console entry: flags -> study; user errors -> one line on stderr and exit code 2."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":
-    console_main()
+    sys.exit(main())

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from keras_ganaug import study
 from keras_ganaug.demo import make_demo_data
-from keras_ganaug.errors import UserError, run_cli
+from keras_ganaug.errors import UserError
 
 COUNTS = {"train": {"benign": 30, "malignant": 16}, "test": {"benign": 6, "malignant": 6}}
 
@@ -179,7 +179,7 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     # --report-only remakes everything from the CSV alone.
     (out / "report.md").unlink()
     (out / "summary.csv").unlink()
-    assert run_cli(study.main, ["--report-only", "--out", str(out)]) == 0
+    assert study.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "summary.csv").is_file()
 
@@ -233,7 +233,7 @@ def test_method_names_are_parsed_and_canonical():
 ])
 def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, flags, message):
     argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
-    assert run_cli(study.main, argv) == 2
+    assert study.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s" / "results.csv").exists()
