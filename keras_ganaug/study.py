@@ -268,7 +268,10 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
         class_weights=method.class_weights, epochs=config.epochs, patience=config.patience,
         batch_size=config.batch_size, image_size=config.image_size, channels=config.channels,
         seed=seed, out=str(out), overwrite=True)
-    return run(classifier, verbose=config.verbose)
+    try:
+        return run(classifier, verbose=config.verbose)
+    finally:
+        release_models()
 
 
 def load_classifier(run_folder: Path):
@@ -290,7 +293,17 @@ def train_generator(config: StudyConfig, cell: Cell, out: Path) -> dict:
                     epochs=config.gan_epochs, batch_size=config.gan_batch_size,
                     augment=cell.method.gan_augment, seed=cell.seed, out=str(out),
                     resume=started, overwrite=not started, verbose=config.verbose)
-    return run(gan)
+    try:
+        return run(gan)
+    finally:
+        release_models()
+
+
+def release_models() -> None:
+    """Free Keras' global state between cells: a grid builds hundreds of models in one process."""
+    import keras
+
+    keras.backend.clear_session()
 
 
 def generator_is_finished(folder: Path) -> bool:

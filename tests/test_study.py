@@ -12,15 +12,14 @@ import pytest
 from scipy import stats as scipy_stats
 
 from keras_ganaug import study
-from keras_ganaug.demo import make_demo_data
 from keras_ganaug.errors import UserError
 
-COUNTS = {"train": {"benign": 30, "malignant": 16}, "test": {"benign": 6, "malignant": 6}}
+MINORITY_TRAIN = 24  # malignant training images of conftest's demo_root
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return make_demo_data(tmp_path_factory.mktemp("data") / "demo", seed=1, counts=COUNTS)
+@pytest.fixture()
+def demo(demo_root):
+    return demo_root
 
 
 class FakeTraining:
@@ -38,7 +37,7 @@ class FakeTraining:
         self.classifier_calls.append(out.name)
         # Deterministic, method- and seed-dependent numbers in [0.5, 1).
         base = zlib.crc32(f"{method.name}/{n_real}/{seed}".encode()) % 1000 / 2000 + 0.5
-        n_minority = n_real or COUNTS["train"]["malignant"]
+        n_minority = n_real or MINORITY_TRAIN
         val = max(1, n_minority // 5)
         return {
             "accuracy": base, "balanced_accuracy": base - 0.01, "roc_auc": min(base + 0.05, 1.0),
@@ -47,10 +46,10 @@ class FakeTraining:
             "per_class": {name: {"precision": base, "recall": base, "f1": base, "support": 6}
                           for name in ("benign", "malignant")},
             "confusion_matrix": [[5, 1], [2, 4]],
-            "train_counts": {"real": {"benign": 24, "malignant": n_minority - val},
+            "train_counts": {"real": {"benign": 38, "malignant": n_minority - val},
                              "synthetic": {"benign": 0,
-                                           "malignant": 24 - n_minority + val if generator else 0}},
-            "val_counts": {"benign": 6, "malignant": val},
+                                           "malignant": 38 - n_minority + val if generator else 0}},
+            "val_counts": {"benign": 10, "malignant": val},
             "timings": {"prepare_seconds": 0.1, "train_seconds": 0.2, "total_seconds": 0.3},
         }
 
@@ -115,7 +114,7 @@ def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
                 "train_synthetic_malignant", "classifier_train_seconds", "cell_seconds",
                 "gan_total_seconds", "generator_reused", "generator"}
     assert expected <= set(results.columns)
-    assert results.loc[results["n_real"] == "all", "n_minority"].eq(16).all()
+    assert results.loc[results["n_real"] == "all", "n_minority"].eq(MINORITY_TRAIN).all()
     assert results.loc[results["n_real"] == "8", "n_minority"].eq(8).all()
     gan_rows = results[results["method"] == "dcgan"]
     assert gan_rows["generator"].str.startswith("generators/dcgan_n").all()
@@ -159,7 +158,7 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     study.run_study(tiny_config(demo, out))
     report = (out / "report.md").read_text()
     assert "| N real | real | class-weights | dcgan |" in report
-    assert "| all (16) |" in report
+    assert "| all (24) |" in report
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
     acc = summary[(summary["n_real"] == "8") & (summary["metric"] == "accuracy")]
     best = acc.loc[acc["mean"].idxmax()]
@@ -172,7 +171,7 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{metric}_vs_n.png" in report
     leakage = json.loads((out / "leakage.json").read_text())
-    assert leakage["clean"] and leakage["test_images"] == 12
+    assert leakage["clean"] and leakage["test_images"] == 24
     assert {m["name"] for m in leakage["models"]} == {
         "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"}
 
@@ -225,7 +224,7 @@ def test_method_names_are_parsed_and_canonical():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--n-real", "8,500"], "--n-real 500: class 'malignant' has 16"),
+    (["--n-real", "8,500"], "--n-real 500: class 'malignant' has 24"),
     (["--methods", "real,dcgan+foo"], "--methods dcgan+foo"),
     (["--n-real", "0"], "--n-real 0"),
     (["--shard", "2/2"], "--shard 2/2"),
@@ -244,3 +243,57 @@ def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
     study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
     with pytest.raises(UserError, match="--image-size 32"):
         study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=48))
+
+
+@pytest.mark.slow
+def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch):
+    """2 N x 3 methods x 2 seeds, 32 px, 1 epoch, real GANs and classifiers, killed and resumed."""
+    pytest.importorskip("keras_ganaug.classifier_training")
+    out = tmp_path / "study"
+    real_classifier, real_gan = study.train_classifier, study.train_generator
+    classifier_calls, gan_calls = [], []
+
+    def counted_classifier(config, method, n_real, seed, generator, folder):
+        if len(classifier_calls) == 5 and folder.name != "feature_extractor":
+            classifier_calls.append("killed")
+            raise KeyboardInterrupt
+        classifier_calls.append(folder.name)
+        return real_classifier(config, method, n_real, seed, generator, folder)
+
+    def counted_gan(config, cell, folder):
+        gan_calls.append(folder.name)
+        return real_gan(config, cell, folder)
+
+    monkeypatch.setattr(study, "train_classifier", counted_classifier)
+    monkeypatch.setattr(study, "train_generator", counted_gan)
+    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8, None],
+                               methods=["real", "class-weights", "dcgan"], seeds=2,
+                               model="simple-cnn", image_size=32, epochs=1, gan_epochs=1,
+                               out=str(out), verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(config)
+    finished_before = {p.stem for p in (out / "cells").glob("*.json")}
+    assert len(finished_before) == 4  # three cells of N=8 seed 0, one of seed 1
+    assert study.run_study(config) == {"cells": 12, "ran": 8, "skipped": 4}
+
+    trained = [c for c in classifier_calls if c != "killed"]
+    assert len(trained) == len(set(trained)) == 13  # 12 cells + the feature extractor, once each
+    assert sorted(gan_calls) == ["dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    assert len(results) == 12 and results["cell"].is_unique
+    for row in results.itertuples():
+        metrics = json.loads((out / "runs" / row.cell / "metrics.json").read_text())
+        assert row.accuracy == pytest.approx(metrics["accuracy"])
+        assert row.minority_recall == pytest.approx(metrics["minority_recall"])
+    gan_rows = results[results["method"] == "dcgan"]
+    assert gan_rows["train_synthetic_malignant"].gt(0).all()
+    assert results.loc[results["method"] != "dcgan", "train_synthetic_malignant"].eq(0).all()
+    for column in ("gan_kid", "gan_precision", "gan_recall", "gan_memorization_ratio",
+                   "gan_tstr_over_trtr"):
+        assert gan_rows[column].notna().all()
+    assert gan_rows["gan_precision"].between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert "| N real | real | class-weights | dcgan |" in report and "## GAN quality" in report
+    assert "generators/dcgan_n8_s0/samples/final.png" in report
+    assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
+    assert json.loads((out / "leakage.json").read_text())["clean"]
