@@ -316,14 +316,16 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
         setting.append(f"GAN epochs {config['gan_epochs']}, synthetic `{config.get('synthetic')}`")
     setting.append(f"seeds {', '.join(str(s) for s in seeds)}")
     lines += ["Setting: " + "; ".join(setting) + ".", ""]
-    runs = study.get("runs", [])
+    from keras_ganaug.study import invocations
+
+    runs = invocations(out)
     if runs:
         total = sum(r.get("wall_seconds", 0) for r in runs)
         lines += ["Commands (each run of the study on this folder):", "", "```"]
         lines += [r["command"] for r in runs] + ["```", "",
-                  f"Wall time: {total:.0f} s over {len(runs)} run(s); cells run: "
-                  f"{sum(r.get('ran', 0) for r in runs)}, skipped as already done: "
-                  f"{sum(r.get('skipped', 0) for r in runs)}.", ""]
+                  f"Wall time: {total:.0f} s summed over {len(runs)} run(s) (shards running in "
+                  f"parallel overlap); cells run: {sum(r.get('ran', 0) for r in runs)}, skipped "
+                  f"as already done: {sum(r.get('skipped', 0) for r in runs)}.", ""]
     lines += ["Each cell is the mean ± half-width of the 95% t confidence interval over seeds; "
               "the best mean per N is in bold. A seed fixes the real minority subset, so methods "
               "at the same N and seed are paired.", ""]

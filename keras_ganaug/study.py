@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -261,7 +262,7 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
     from keras_ganaug.classifier_training import ClassifierConfig, run
 
     classifier = ClassifierConfig(
-        data=config.data or "demo", minority=config.minority, n_real=n_real, model=config.model,
+        data=data_root(config), minority=config.minority, n_real=n_real, model=config.model,
         weights=config.weights, augment=method.augment,
         generators=[generator] if generator else [],
         synthetic=config.synthetic if generator else None, vet=config.vet and bool(generator),
@@ -288,7 +289,7 @@ def train_generator(config: StudyConfig, cell: Cell, out: Path) -> dict:
     from keras_ganaug.gan_training import GANConfig, run
 
     started = (out / "run_config.json").is_file()
-    gan = GANConfig(data=config.data, class_name=config.minority, gan=cell.method.gan,
+    gan = GANConfig(data=data_root(config), class_name=config.minority, gan=cell.method.gan,
                     n_real=cell.n_real, image_size=config.image_size, channels=config.channels,
                     epochs=config.gan_epochs, batch_size=config.gan_batch_size,
                     augment=cell.method.gan_augment, seed=cell.seed, out=str(out),
@@ -306,6 +307,15 @@ def release_models() -> None:
     keras.backend.clear_session()
 
 
+def data_root(config: StudyConfig) -> str:
+    """--data, or the built-in demo set (written on first use) when it is not given."""
+    if config.data is not None:
+        return config.data
+    from keras_ganaug.demo import make_demo_data
+
+    return str(make_demo_data())
+
+
 def generator_is_finished(folder: Path) -> bool:
     return (folder / "metadata.json").is_file() and (folder / "generator").is_dir()
 
@@ -321,15 +331,22 @@ class FeatureSpace:
 
     def __init__(self, config: StudyConfig, out: Path):
         from keras_ganaug.data import list_images, load_images
-        from keras_ganaug.demo import make_demo_data
         from keras_ganaug.metrics import quality
 
         self.config = config
         folder = out / "feature_extractor"
         if not (folder / "metrics.json").is_file():
-            train_classifier(config, Method("real"), None, 0, None, folder)
+            # Shards sharing OUT may train it at once: each in a private folder, and the first
+            # to finish is renamed into place and used by all, so every generator of the study
+            # is measured in the same features.
+            private = Path(tempfile.mkdtemp(prefix=".feature_extractor-", dir=out))
+            train_classifier(config, Method("real"), None, 0, None, private)
+            try:
+                os.rename(private, folder)
+            except OSError:
+                shutil.rmtree(private, ignore_errors=True)
         self.model = quality.feature_model(load_classifier(folder))
-        root = config.data or str(make_demo_data())
+        root = data_root(config)
         self.train_set = list_images(root, "train")
         self.minority = config.minority or self.train_set.fewest_class()
         self.minority_id = self.train_set.class_index(self.minority)
@@ -389,24 +406,27 @@ class Study:
         self.features = None  # (extractor model, cache) built on first need
 
     def ensure_generator(self, cell: Cell) -> tuple[Path, dict]:
-        """The generator of this cell: trained now, or the one a previous cell or run left."""
+        """The generator of this cell (trained now, or left by an earlier cell or run) and its
+        timings and quality as row columns; quality is measured once and kept in quality.json."""
         folder = self.out / "generators" / cell.generator_key
-        summary_path = folder / "gan_summary.json"
-        if generator_is_finished(folder) and summary_path.is_file():
-            return folder, {**json.loads(summary_path.read_text()), "generator_reused": True}
-        started = time.perf_counter()
-        result = train_generator(self.config, cell, folder)
-        summary = {"gan_train_seconds": result.get("train_seconds"),
-                   "gan_total_seconds": time.perf_counter() - started,
-                   "gan_images_per_second": result.get("images_per_second"),
-                   "gan_epochs_trained": result.get("epochs")}
+        timings_path = folder / "gan_timings.json"
+        reused = generator_is_finished(folder) and timings_path.is_file()
+        if not reused:
+            started = time.perf_counter()
+            result = train_generator(self.config, cell, folder)
+            write_json(timings_path, {"gan_train_seconds": result.get("train_seconds"),
+                                      "gan_total_seconds": time.perf_counter() - started,
+                                      "gan_images_per_second": result.get("images_per_second"),
+                                      "gan_epochs_trained": result.get("epochs")})
+        columns = {**json.loads(timings_path.read_text()), "generator_reused": reused}
+        quality_path = folder / "quality.json"
         if self.config.quality:
-            quality = self.generator_quality(cell, folder)
-            write_json(folder / "quality.json", quality)
-            summary.update({f"gan_{k}": v for k, v in quality.items()
+            if not quality_path.is_file():
+                write_json(quality_path, self.generator_quality(cell, folder))
+            quality = json.loads(quality_path.read_text())
+            columns.update({f"gan_{k}": v for k, v in quality.items()
                             if isinstance(v, (int, float))})
-        write_json(summary_path, summary)
-        return folder, {**summary, "generator_reused": False}
+        return folder, columns
 
     def generator_quality(self, cell: Cell, folder: Path) -> dict:
         """KID, precision / recall, memorization, TSTR of a generator in classifier features."""
@@ -484,29 +504,34 @@ def check_config(config: StudyConfig) -> None:
         raise UserError(f"--inception-weights {config.inception_weights}: no such file")
     from keras_ganaug.data import list_images
 
-    if config.data is not None:
-        train = list_images(config.data, "train")
-        list_images(config.data, "test")
-        minority = config.minority or train.fewest_class()
-        available = train.counts()[train.class_names[train.class_index(minority)]]
-        too_many = [n for n in config.n_real if n is not None and n > available]
-        if too_many:
-            raise UserError(f"--n-real {too_many[0]}: class {minority!r} has {available} training "
-                            f"images in {train.source}")
+    root = data_root(config)
+    train = list_images(root, "train")
+    list_images(root, "test")
+    minority = config.minority or train.fewest_class()
+    available = train.counts()[train.class_names[train.class_index(minority)]]
+    too_many = [n for n in config.n_real if n is not None and n > available]
+    if too_many:
+        raise UserError(f"--n-real {too_many[0]}: class {minority!r} has {available} training "
+                        f"images in {train.source}")
 
 
 def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, seconds: float,
                       outcome: dict) -> None:
-    """Append this run (command, shard, wall time) to OUT/study.json, keeping earlier runs."""
-    path = out / "study.json"
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    runs = previous.get("runs", [])
-    runs.append({"command": "python -m keras_ganaug.study " + shlex.join(argv or []),
-                 "shard": list(config.shard), "wall_seconds": round(seconds, 1),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **outcome})
+    """OUT/study.json (the settings) and OUT/invocations/<time>-<pid>.json (this run's command,
+    shard and wall time): one file per run, so shards finishing together lose nothing."""
     config_dict = {k: v for k, v in asdict(config).items() if k not in ("shard", "verbose")}
     config_dict["n_real"] = [n_label(n) for n in config.n_real]
-    write_json(path, {"config": config_dict, "runs": runs})
+    write_json(out / "study.json", {"config": config_dict})
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    write_json(out / "invocations" / f"{stamp}-{os.getpid()}.json",
+               {"command": "python -m keras_ganaug.study " + shlex.join(argv or []),
+                "shard": list(config.shard), "wall_seconds": round(seconds, 1),
+                "finished": stamp, **outcome})
+
+
+def invocations(out: Path) -> list[dict]:
+    """Every recorded run of the study on OUT, oldest first."""
+    return [json.loads(p.read_text()) for p in sorted((out / "invocations").glob("*.json"))]
 
 
 def check_same_grid(out: Path, config: StudyConfig) -> None:
@@ -544,9 +569,8 @@ def write_leakage(config: StudyConfig, out: Path) -> dict:
     """OUT/leakage.json: the test split against the training split and every generator's hashes."""
     from keras_ganaug import leakage
     from keras_ganaug.data import list_images
-    from keras_ganaug.demo import make_demo_data
 
-    root = config.data or str(make_demo_data())
+    root = data_root(config)
     models = {}
     for folder in sorted((out / "generators").glob("*/")):
         if generator_is_finished(folder):

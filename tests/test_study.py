@@ -96,8 +96,7 @@ def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_pat
     use_fakes(monkeypatch, again)
     assert study.run_study(tiny_config(demo, out))["ran"] == 0
     assert again.classifier_calls == [] and again.gan_calls == []
-    runs = json.loads((out / "study.json").read_text())["runs"]
-    assert [r["ran"] for r in runs] == [11, 0]
+    assert [r["ran"] for r in study.invocations(out)] == [11, 0]
 
 
 def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
