@@ -8,8 +8,9 @@ method adds) and measured on the untouched test split. Each generator is trained
 (GAN, GAN augmentation, N, seed) and reused by every method that needs it (dcgan and dcgan+classic
 share one). Every finished cell is written to OUT/cells/<cell>.json (atomically), so a crashed or
 killed study resumes where it stopped; OUT/results.csv is rebuilt from those files after each cell.
-`--shard i/k` runs every k-th unit of work (a unit: one generator and the cells that use it, or one
-non-GAN cell), so a cluster job array with --array=0-(k-1) runs the grid in parallel on a shared OUT.
+`--shard i/k` runs the i-th of k deterministic, cost-balanced parts of the work (a unit: one
+generator and the cells that use it, or one non-GAN cell), so a cluster job array with
+--array=0-(k-1) runs the grid in parallel on a shared OUT.
 
 Layout of OUT:
   study.json            the configuration and every invocation (command, shard, wall time)
@@ -174,9 +175,28 @@ def plan(config: StudyConfig) -> list[list[Cell]]:
     return list(units.values())
 
 
+# Rough cost of training a generator, in classifier runs: balances shards, changes no result.
+GENERATOR_COST = 3
+
+
+def unit_cost(unit: list[Cell]) -> int:
+    return len(unit) + (GENERATOR_COST if unit[0].generator_key else 0)
+
+
 def shard_units(units: list[list[Cell]], shard: tuple[int, int]) -> list[list[Cell]]:
+    """The units of shard i of k: costliest first to the least-loaded shard (ties: lowest index).
+
+    Deterministic for a given grid, so every shard of a job array computes the same split.
+    """
     index, count = shard
-    return [unit for i, unit in enumerate(units) if i % count == index]
+    loads = [0] * count
+    mine = []
+    for position in sorted(range(len(units)), key=lambda i: (-unit_cost(units[i]), i)):
+        target = loads.index(min(loads))
+        loads[target] += unit_cost(units[position])
+        if target == index:
+            mine.append(position)
+    return [units[i] for i in sorted(mine)]
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -614,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights",
                    help="local InceptionV3 no-top weights file: KID and FID on it as well")
     p.add_argument("--out", default="runs/study")
-    p.add_argument("--shard", default="0/1", help="i/k: run every k-th unit of work from the i-th "
+    p.add_argument("--shard", default="0/1", help="i/k: run the i-th of k balanced parts of the grid "
                    "(0-based, e.g. $SLURM_ARRAY_TASK_ID/4); all shards share --out")
     p.add_argument("--report-only", action="store_true",
                    help="remake results.csv, summary.csv, report.md and figures from OUT")

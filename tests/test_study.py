@@ -190,6 +190,8 @@ def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch)
     cells = [[c.cell_id for unit in shard for c in unit] for shard in shards]
     assert sorted(sum(cells, [])) == sorted(c.cell_id for unit in units for c in unit)
     assert all(cells) and len(set(sum(cells, []))) == 16
+    loads = [sum(study.unit_cost(unit) for unit in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(study.unit_cost(unit) for unit in units)
     for shard in shards:  # both methods of one generator land in the same shard
         for unit in shard:
             assert len({c.generator_key for c in unit}) == 1
