@@ -13,7 +13,8 @@ generator and the cells that use it, or one non-GAN cell), so a cluster job arra
 --array=0-(k-1) runs the grid in parallel on a shared OUT.
 
 Layout of OUT:
-  study.json            the configuration and every invocation (command, shard, wall time)
+  study.json            the configuration
+  invocations/*.json    every run of the command on OUT: command line, shard, wall time
   cells/<cell>.json     one finished cell: its row of results.csv
   runs/<cell>/          the classifier run (metrics.json, figures, best.keras)
   generators/<gan>_n<N>_s<seed>/   the GAN export, samples/, quality.json
@@ -295,6 +296,35 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
         release_models()
 
 
+def check_classifier_settings(config: StudyConfig, methods: list[Method]) -> None:
+    """Let the classifier side reject its flags (model, weights, augmentation, --synthetic) now,
+    not after the first generator has trained."""
+    from keras_ganaug.classifier_training import ClassifierConfig, resolve
+
+    for method in methods:
+        resolve(ClassifierConfig(
+            data=data_root(config), minority=config.minority, model=config.model,
+            weights=config.weights, augment=method.augment,
+            generators=[str(Path(config.out) / "generators" / "pending")] if method.gan else [],
+            synthetic=config.synthetic if method.gan else None, vet=config.vet and bool(method.gan),
+            class_weights=method.class_weights, epochs=config.epochs, patience=config.patience,
+            batch_size=config.batch_size, image_size=config.image_size, channels=config.channels,
+            out=config.out))
+
+
+def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
+    """Let the GAN side reject unknown GAN types and image sizes before anything trains."""
+    gans = sorted({m.gan for m in methods if m.gan})
+    if not gans:
+        return
+    from keras_ganaug.gans import gan_class
+    from keras_ganaug.gans.networks import check_image_size
+
+    check_image_size(config.image_size)
+    for gan in gans:
+        gan_class(gan)
+
+
 def load_classifier(run_folder: Path):
     """The best model a classifier run saved (custom layers registered by importing classifiers)."""
     import keras
@@ -514,6 +544,7 @@ def cell_line(index: int, total: int, row: dict) -> str:
 def check_config(config: StudyConfig) -> None:
     """Reject settings that would fail hours into a grid, before anything trains."""
     plan(config)
+    methods = [parse_method(m) for m in config.methods]
     if config.seeds < 1:
         raise UserError(f"--seeds {config.seeds}: expected 1 or more")
     for flag, value in (("--epochs", config.epochs), ("--gan-epochs", config.gan_epochs),
@@ -533,6 +564,8 @@ def check_config(config: StudyConfig) -> None:
     if too_many:
         raise UserError(f"--n-real {too_many[0]}: class {minority!r} has {available} training "
                         f"images in {train.source}")
+    check_gan_settings(config, methods)
+    check_classifier_settings(config, methods)
 
 
 def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, seconds: float,

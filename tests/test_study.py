@@ -71,6 +71,7 @@ def tiny_config(demo, out, **overrides):
 def use_fakes(monkeypatch, fake):
     monkeypatch.setattr(study, "train_classifier", fake.classifier)
     monkeypatch.setattr(study, "train_generator", fake.gan)
+    monkeypatch.setattr(study, "check_classifier_settings", lambda config, methods: None)
 
 
 def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_path, monkeypatch):
@@ -230,8 +231,10 @@ def test_method_names_are_parsed_and_canonical():
     (["--n-real", "0"], "--n-real 0"),
     (["--shard", "2/2"], "--shard 2/2"),
     (["--methods", "real,real"], "listed twice"),
+    (["--n-real", "8", "--methods", "real,dcgan", "--image-size", "48"], "--image-size 48"),
 ])
-def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, flags, message):
+def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
+    use_fakes(monkeypatch, FakeTraining())
     argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
     assert study.main(argv) == 2
     err = capsys.readouterr().err
@@ -243,7 +246,7 @@ def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
     use_fakes(monkeypatch, FakeTraining())
     study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
     with pytest.raises(UserError, match="--image-size 32"):
-        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=48))
+        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
 
 
 @pytest.mark.slow
