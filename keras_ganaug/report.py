@@ -237,8 +237,14 @@ def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Pa
         low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
         if np.isfinite(low).any():
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    if summary["n_minority"].nunique() > 1:
+    ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
+    if len(ticks) > 1:
         ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(ticks["n_minority"].to_numpy(float),
+                  [n if n != "all" else f"all\n({m})"
+                   for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
     ax.set_xlabel("real minority training images (N)")
     ax.set_ylabel(METRICS[metric])
     ax.set_title(f"{METRICS[metric]} vs N (mean, 95% CI over seeds)")
