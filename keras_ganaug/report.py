@@ -1,7 +1,7 @@
 """A study's tables and figures from its CSV: summary.csv, report.md and metric-vs-N plots.
 
-Everything here reads OUT/results.csv (and study.json / leakage.json when present) and nothing
-else, so `python -m keras_ganaug.study --report-only --out OUT` remakes the report from the CSV
+Everything here reads OUT/results.csv (and, when present, study.json, invocations/, leakage.json
+and the generators' sample grids) and trains nothing, so `python -m keras_ganaug.study --report-only --out OUT` remakes the report from the CSV
 alone, e.g. after shards of a job array have all finished.
 """
 
