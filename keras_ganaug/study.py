@@ -299,17 +299,17 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
 def check_classifier_settings(config: StudyConfig, methods: list[Method]) -> None:
     """Let the classifier side reject its flags (model, weights, augmentation, --synthetic) now,
     not after the first generator has trained."""
-    from keras_ganaug.classifier_training import ClassifierConfig, resolve
+    from keras_ganaug.classifier_training import ClassifierConfig, parse_synthetic, resolve
 
     for method in methods:
+        # Generators do not exist yet: their settings are checked on their own below.
         resolve(ClassifierConfig(
             data=data_root(config), minority=config.minority, model=config.model,
-            weights=config.weights, augment=method.augment,
-            generators=[str(Path(config.out) / "generators" / "pending")] if method.gan else [],
-            synthetic=config.synthetic if method.gan else None, vet=config.vet and bool(method.gan),
-            class_weights=method.class_weights, epochs=config.epochs, patience=config.patience,
-            batch_size=config.batch_size, image_size=config.image_size, channels=config.channels,
-            out=config.out))
+            weights=config.weights, augment=method.augment, class_weights=method.class_weights,
+            epochs=config.epochs, patience=config.patience, batch_size=config.batch_size,
+            image_size=config.image_size, channels=config.channels, out=config.out))
+    if any(method.gan for method in methods):
+        parse_synthetic(config.synthetic)
 
 
 def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:

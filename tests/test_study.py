@@ -301,3 +301,20 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
     assert "generators/dcgan_n8_s0/samples/final.png" in report
     assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
     assert json.loads((out / "leakage.json").read_text())["clean"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "alexnet"], "--model alexnet"),
+    (["--synthetic", "lots"], "--synthetic lots"),
+    (["--weights", "imagenet"], "apply to vgg16 and resnet50"),
+])
+def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path, capsys,
+                                                                  monkeypatch, flags, message):
+    pytest.importorskip("keras_ganaug.classifier_training")
+    fake = FakeTraining()
+    monkeypatch.setattr(study, "train_generator", fake.gan)
+    argv = ["--data", str(demo), "--n-real", "8", "--methods", "dcgan,real",
+            "--out", str(tmp_path / "s"), *flags]
+    assert study.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert fake.gan_calls == []
