@@ -359,6 +359,14 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
                       "with the minority's real images swapped for fakes over the same probe on "
                       "real ones.", ""]
         lines += [quality, ""]
+    if "cell_seconds" in results:
+        seconds = results.groupby("method")["cell_seconds"]
+        means, totals = seconds.mean(), seconds.sum()
+        lines += ["## Compute", "",
+                  "Seconds per cell (classifier, plus the generator's training and quality "
+                  "measures in the cell that trained it), mean and total per method: "
+                  + "; ".join(f"{m} {means[m]:.0f} s, {totals[m]:.0f} s" for m in methods)
+                  + ".", ""]
     leakage = _read_json(out / "leakage.json")
     lines += ["## Leakage check", "",
               leakage.get("statement", "No leakage check was recorded for this study."), ""]

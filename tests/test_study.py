@@ -166,6 +166,7 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     assert f"**{best['mean']:.3f} ± {half:.3f}**" in report
     assert "No test image, nor a near-duplicate of one" in report
     assert "python -m keras_ganaug.study" in report
+    assert "## Compute" in report and "dcgan " in report.split("## Compute")[1]
     for metric in ("accuracy", "roc_auc", "minority_recall", "balanced_accuracy"):
         png = out / "figures" / f"{metric}_vs_n.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
