@@ -20,6 +20,9 @@ from keras_ganaug.stats import estimate, paired_difference
 
 METRICS = {"accuracy": "Accuracy", "roc_auc": "AUC", "balanced_accuracy": "Balanced accuracy",
            "minority_recall": "Minority recall"}
+# The same, measured without test images that have a near-duplicate in training (see study.py).
+LEAK_FREE_METRICS = {f"{k}_leak_free": f"{v} (leak-free test)" for k, v in METRICS.items()}
+ALL_METRICS = {**METRICS, **LEAK_FREE_METRICS}
 QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall",
            "gan_memorization_ratio": "memorization ratio",
            "gan_memorized_fraction": "memorized fraction", "gan_tstr_over_trtr": "TSTR / TRTR",
@@ -76,7 +79,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     for n_real in n_order(results):
         at_n = results[results["n_real"] == n_real]
         methods = list(dict.fromkeys(at_n["method"]))
-        for metric in METRICS:
+        for metric in ALL_METRICS:
             if metric not in at_n or at_n[metric].isna().all():
                 continue
             means = at_n.groupby("method")[metric].mean()
@@ -246,8 +249,8 @@ def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Pa
                    for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
     ax.set_xlabel("real minority training images (N)")
-    ax.set_ylabel(METRICS[metric])
-    ax.set_title(f"{METRICS[metric]} vs N (mean, 95% CI over seeds)")
+    ax.set_ylabel(ALL_METRICS[metric])
+    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% CI over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save_figure(fig, path)
@@ -298,7 +301,7 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
     methods = method_order(results, study.get("config", {}).get("methods"))
     ns = n_order(results)
     figures = {}
-    for metric in METRICS:
+    for metric in ALL_METRICS:
         if metric in set(summary["metric"]):
             figures[metric] = plot_metric(summary, methods, metric,
                                           out / "figures" / f"{metric}_vs_n.png")
@@ -339,6 +342,15 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
               ""]
     for metric in ("minority_recall", "balanced_accuracy"):
         lines += [f"## {METRICS[metric]}", "", metric_table(summary, methods, ns, [metric]), ""]
+    if "accuracy_leak_free" in set(summary["metric"]):
+        n_test = results["n_test"].iloc[0] if "n_test" in results else "?"
+        lines += ["## Without the leaked test images", "",
+                  f"The leakage check below found test images that are near-duplicates of training "
+                  f"images; the same models measured on the {int(results['n_test_leak_free'].iloc[0])}"
+                  f" of {n_test} test images that have none:", "",
+                  metric_table(summary, methods, ns, ["accuracy_leak_free", "roc_auc_leak_free"]),
+                  "", "Minority recall (leak-free test):", "",
+                  metric_table(summary, methods, ns, ["minority_recall_leak_free"]), ""]
     lines += ["## Paired differences", "",
               "Mean over seeds of (method − reference) at the same N and seed, paired t-test "
               "p-value; the baseline is the best non-GAN method (class weights or augmentation) "
@@ -375,7 +387,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
         lines += ["## Sample grids (seed 0)", "", grids, ""]
     if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{METRICS[m]} vs N]({Path(p).relative_to(out).as_posix()})"
+        lines += [f"![{ALL_METRICS[m]} vs N]({Path(p).relative_to(out).as_posix()})"
                   for m, p in figures.items()]
         lines.append("")
     lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` (the statistics "

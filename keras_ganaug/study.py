@@ -43,6 +43,10 @@ GAN_AUGMENTS = ("diffaugment", "ada")
 CLASSIFIER_AUGMENTS = ("classic", "superpixel")
 DEFAULT_N_REAL = "10,50,100,200,250,300,500,all"
 DEFAULT_METHODS = "real,class-weights,classic,dcgan"
+# Where the test split holds near-duplicates of training images, these metrics are measured again
+# without those test images, in columns with this suffix.
+LEAK_FREE = "_leak_free"
+LEAK_FREE_METRICS = ("accuracy", "roc_auc", "balanced_accuracy", "minority_recall")
 # Fakes drawn per generator for the quality measures: the real class's size, within these bounds.
 QUALITY_SAMPLES = (50, 1000)
 
@@ -357,6 +361,18 @@ def release_models() -> None:
     keras.backend.clear_session()
 
 
+def evaluate_classifier(run_folder: Path, images, labels, class_names: list[str],
+                        minority: str) -> dict:
+    """Metrics of a finished run's best model (the one its metrics.json measured) on given images."""
+    from keras_ganaug.data import make_dataset
+    from keras_ganaug.metrics.classification import classification_metrics
+
+    model = load_classifier(run_folder)
+    scores = model.predict(make_dataset(images, labels, 64, shuffle=False, seed=0), verbose=0)
+    release_models()
+    return classification_metrics(labels, scores, class_names, minority)
+
+
 def data_root(config: StudyConfig) -> str:
     """--data, or the built-in demo set (written on first use) when it is not given."""
     if config.data is not None:
@@ -450,10 +466,12 @@ class FeatureSpace:
 class Study:
     """Runs the cells of one shard, reusing generators and skipping finished cells."""
 
-    def __init__(self, config: StudyConfig):
+    def __init__(self, config: StudyConfig, leaked_test_files: set[str] | None = None):
         self.config = config
         self.out = Path(config.out)
-        self.features = None  # (extractor model, cache) built on first need
+        self.features = None  # FeatureSpace, built when the first generator is measured
+        self.leaked_test_files = leaked_test_files or set()
+        self.leak_free_test = None  # (images, labels, keep mask), loaded on first need
 
     def ensure_generator(self, cell: Cell) -> tuple[Path, dict]:
         """The generator of this cell (trained now, or left by an earlier cell or run) and its
@@ -499,16 +517,35 @@ class Study:
             generator = str(folder)
             row.update(gan_row)
             row["generator"] = str(folder.relative_to(self.out))
+        run_folder = self.out / "runs" / cell.cell_id
         metrics = train_classifier(self.config, cell.method, cell.n_real, cell.seed, generator,
-                                   self.out / "runs" / cell.cell_id)
+                                   run_folder)
         row.update(flatten_metrics(metrics))
         minority = metrics.get("minority")
+        if self.leaked_test_files:
+            row.update(self.leak_free(run_folder, metrics["class_names"], minority))
         row["minority"] = minority
         row["n_minority"] = (metrics.get("train_counts", {}).get("real", {}).get(minority, 0)
                              + metrics.get("val_counts", {}).get(minority, 0))
         row["cell_seconds"] = time.perf_counter() - started
         write_json(self.out / "cells" / f"{cell.cell_id}.json", row)
         return row
+
+    def leak_free(self, run_folder: Path, class_names: list[str], minority: str) -> dict:
+        """The run's headline metrics again, on the test images with no near-duplicate in train."""
+        if self.leak_free_test is None:
+            import numpy as np
+
+            from keras_ganaug.data import list_images, load_images
+
+            x_test, y_test, loaded, _ = load_images(list_images(data_root(self.config), "test"),
+                                                    self.config.image_size, self.config.channels)
+            keep = np.array([f not in self.leaked_test_files for f in loaded.files])
+            self.leak_free_test = (x_test[keep], y_test[keep])
+        x_test, y_test = self.leak_free_test
+        metrics = evaluate_classifier(run_folder, x_test, y_test, class_names, minority)
+        return {**{f"{k}{LEAK_FREE}": metrics[k] for k in LEAK_FREE_METRICS},
+                f"n_test{LEAK_FREE}": len(y_test)}
 
     def run(self) -> dict:
         """Run this shard's unfinished cells, then rebuild results, leakage check and report."""
@@ -608,7 +645,9 @@ def run_study(config: StudyConfig, argv: list[str] | None = None) -> dict:
     check_same_grid(out, config)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    outcome = Study(config).run()
+    # Before the grid: which test images are (near-)copies of training images, so every cell can
+    # also be measured without them; again after it, with every generator's recorded hashes.
+    outcome = Study(config, leaked_test_files(write_leakage(config, out))).run()
     write_results(out)
     write_leakage(config, out)
     record_invocation(out, config, argv, time.perf_counter() - started, outcome)
@@ -633,6 +672,11 @@ def write_leakage(config: StudyConfig, out: Path) -> dict:
     report["statement"] = leakage.describe(report)
     write_json(out / "leakage.json", report)
     return report
+
+
+def leaked_test_files(report: dict) -> set[str]:
+    """Test files that the leakage report pairs with a training image."""
+    return {pair["test"] for pair in report["exact_duplicates"] + report["near_duplicates"]}
 
 
 # Command line -----------------------------------------------------------------------------------

@@ -319,3 +319,45 @@ def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path
     assert study.main(argv) == 2
     assert message in capsys.readouterr().err
     assert fake.gan_calls == []
+
+
+def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monkeypatch):
+    import shutil
+
+    leaky = tmp_path / "leaky"
+    shutil.copytree(demo, leaky)
+    leaked = leaky / "test" / "malignant" / "malignant_0003.png"
+    shutil.copy(leaked, leaky / "train" / "malignant" / "copy_of_test.png")
+    evaluated = []
+
+    def fake_evaluate(run_folder, images, labels, class_names, minority):
+        evaluated.append(len(images))
+        return {"accuracy": 0.75, "roc_auc": 0.8, "balanced_accuracy": 0.7,
+                "minority_recall": 0.6}
+
+    use_fakes(monkeypatch, FakeTraining())
+    monkeypatch.setattr(study, "evaluate_classifier", fake_evaluate)
+    study.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
+    assert evaluated == [23] * 4  # 24 test images less the one copied into train, every cell
+    results = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert results["accuracy_leak_free"].eq(0.75).all() and results["n_test_leak_free"].eq(23).all()
+    leakage = json.loads((tmp_path / "s" / "leakage.json").read_text())
+    assert leakage["exact_duplicates"] == [{"test": str(leaked),
+                                            "train": str(leaky / "train/malignant/copy_of_test.png")}]
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert "## Without the leaked test images" in report and "on the 23 of" in report
+    assert "LEAKAGE FOUND: 1 byte-identical" in report
+
+
+def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
+    pytest.importorskip("keras_ganaug.classifier_training")
+    from keras_ganaug.data import list_images, load_images
+
+    config = tiny_config(demo, tmp_path / "s", model="simple-cnn")
+    folder = tmp_path / "run"
+    metrics = study.train_classifier(config, study.Method("real"), 8, 0, None, folder)
+    x_test, y_test, _, _ = load_images(list_images(demo, "test"), 32, 3)
+    again = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
