@@ -321,12 +321,14 @@ def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
     gans = sorted({m.gan for m in methods if m.gan})
     if not gans:
         return
-    from keras_ganaug.gans import gan_class
+    from keras_ganaug.gans import GAN_NAMES
     from keras_ganaug.gans.networks import check_image_size
 
+    missing = [gan for gan in gans if gan not in GAN_NAMES]
+    if missing:
+        raise UserError(f"--methods {','.join(config.methods)}: GAN {missing[0]!r} is not "
+                        f"available; this install has {', '.join(GAN_NAMES)}")
     check_image_size(config.image_size)
-    for gan in gans:
-        gan_class(gan)
 
 
 def load_classifier(run_folder: Path):

@@ -232,6 +232,7 @@ def test_method_names_are_parsed_and_canonical():
     (["--n-real", "0"], "--n-real 0"),
     (["--shard", "2/2"], "--shard 2/2"),
     (["--methods", "real,real"], "listed twice"),
+    (["--n-real", "8", "--methods", "real,dcgan,no-such-gan"], "--methods no-such-gan"),
     (["--n-real", "8", "--methods", "real,dcgan", "--image-size", "48"], "--image-size 48"),
 ])
 def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
