@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -206,30 +205,12 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
 
 # Figures ----------------------------------------------------------------------------------------
 
-def _save_figure(fig, path: Path) -> str:
-    """Write a matplotlib figure through a temporary sibling and a rename, then close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        plt.close(fig)
-    return str(path)
-
-
 def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Path) -> str:
     """Mean of `metric` against the real minority count, one line per method, 95% CI bands."""
-    import matplotlib
+    # The classifier's figure helpers: headless backend, atomic write.
+    from keras_ganaug.metrics.classification import _pyplot, _save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.2))
     for method in methods:
         rows = summary[(summary["method"] == method) & (summary["metric"] == metric)]
         rows = rows.sort_values("n_minority")
@@ -253,6 +234,7 @@ def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Pa
     ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% CI over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
     return _save_figure(fig, path)
 
 
