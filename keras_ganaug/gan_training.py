@@ -62,7 +62,9 @@ def _check_out(out: Path, config: GANConfig) -> None:
         if not started:
             raise UserError(f"--resume: {out} holds no run to resume (no run_config.json)")
         previous = json.loads((out / "run_config.json").read_text())
-        changed = [k for k in RESUME_KEYS if previous.get(k) != asdict(config).get(k)]
+        # A key missing from an older run_config.json had its (then implicit) default.
+        changed = [k for k in RESUME_KEYS
+                   if previous.get(k, getattr(GANConfig, k)) != asdict(config).get(k)]
         if changed:
             key = changed[0]
             raise UserError(f"--resume: --{key.replace('_', '-')} is {asdict(config)[key]!r} but the "
