@@ -113,6 +113,15 @@ def test_wgan_gp_critic_penalty_is_per_sample_and_defaults_follow_the_paper():
         assert batched[b] == pytest.approx((np.sqrt(np.sum(grad**2) + 1e-12) - 1) ** 2, rel=1e-4)
 
 
+def test_ada_speed_follows_the_training_set_size():
+    from keras_ganaug.gan_training import ADA_SPEED_EPOCHS
+
+    # 10 images: p may cross [0, 1] after 50 passes over them (500 images), not after 5000.
+    gan = _gan("wgan-gp", augment="ada", ada_speed_images=ADA_SPEED_EPOCHS * 10)
+    assert gan.augmenter.speed_images == 500 and float(gan.augmenter.p) == 0.0
+    assert _gan("dcgan", augment="diffaugment", ada_speed_images=500).augmenter.p is None
+
+
 # ---- CGAN ------------------------------------------------------------------------------------
 def test_cgan_generates_each_class_in_its_colour():
     from keras_ganaug.data import make_dataset
