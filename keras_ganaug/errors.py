@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 
 
@@ -32,5 +33,28 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
+    """Import TensorFlow with its C++ start-up chatter held back, so errors stay one line.
+
+    TF_CPP_MIN_LOG_LEVEL does not reach the absl lines TensorFlow prints before its logging is set
+    up (oneDNN, CUDA probing), so stderr's file descriptor is pointed at a buffer for the import and
+    the first device query; the buffer is replayed only if the import itself fails.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

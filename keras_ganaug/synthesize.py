@@ -1,4 +1,4 @@
-"""Exported generator -> N synthetic images of a class, as arrays or PNG files."""
+"""Exported generator -> N synthetic images of a class, as arrays or PNG files; vetting, resizing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from PIL import Image
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.export import generator_dir, load_metadata
+
+SCORE_BATCH = 64  # images per discriminator call when vetting
 
 
 def synthesize(generator_path: str | os.PathLike, count: int, seed: int, class_id: int = -1,
@@ -53,3 +55,81 @@ def write_pngs(images: np.ndarray, folder: str | os.PathLike, prefix: str = "syn
         Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
         paths.append(path)
     return paths
+
+
+def vet_images(generator_path: str, images: np.ndarray, class_ids: np.ndarray,
+               keep: int) -> tuple[np.ndarray, dict]:
+    """Keep the `keep` images the exported discriminator scores most real (ties: earliest first)."""
+    run_dir = Path(generator_path)
+    if run_dir.name == "generator" and not (run_dir / "discriminator").is_dir():
+        run_dir = run_dir.parent
+    if not (run_dir / "discriminator" / "saved_model.pb").is_file():
+        raise UserError(f"--vet: no discriminator SavedModel at {run_dir / 'discriminator'} "
+                        f"(train_gan.py writes it beside the generator)")
+    scorer = tf.saved_model.load(str(run_dir / "discriminator"))
+    realness = np.concatenate([
+        scorer.score(images=tf.constant(images[i:i + SCORE_BATCH]),
+                     class_ids=tf.constant(class_ids[i:i + SCORE_BATCH], tf.int32)
+                     )["realness"].numpy()
+        for i in range(0, len(images), SCORE_BATCH)])
+    order = np.argsort(-realness, kind="stable")[:keep]
+    kept = np.sort(order)
+    report = {"generated": int(len(images)), "kept": int(keep),
+              "mean_realness_all": float(realness.mean()),
+              "mean_realness_kept": float(realness[kept].mean()) if keep else None}
+    return images[kept], report
+
+
+def resize_images(images: np.ndarray, size: int, upscale: str) -> tuple[np.ndarray, str]:
+    """uint8 [N, h, h, C] -> uint8 [N, size, size, C] and the method used, for the metrics.
+
+    Smaller images are upscaled bicubically or by a super-resolution SavedModel (`upscale` = its
+    folder; called on float32 [N, h, w, 3] in [0, 255], as TF-Hub's ESRGAN is), then bicubically to
+    the exact size if the model's factor overshoots. Larger images are downscaled with antialiasing.
+    """
+    current = images.shape[1]
+    if current == size or len(images) == 0:
+        return images, "none"
+    method = "bicubic"
+    floats = tf.cast(images, tf.float32)
+    if current > size:
+        method = "downscale-bicubic-antialias"
+        floats = tf.image.resize(floats, (size, size), method="bicubic", antialias=True)
+    elif upscale != "bicubic":
+        floats = _super_resolve(floats, upscale)
+        method = f"savedmodel:{upscale}"
+        if floats.shape[1] != size:
+            floats = tf.image.resize(floats, (size, size), method="bicubic",
+                                     antialias=floats.shape[1] > size)
+            method += f"+bicubic-to-{size}"
+    else:
+        floats = tf.image.resize(floats, (size, size), method="bicubic")
+    return tf.cast(tf.round(tf.clip_by_value(floats, 0.0, 255.0)), tf.uint8).numpy(), method
+
+
+def _super_resolve(images, model_path: str):
+    """Run a super-resolution SavedModel over float32 [N, h, w, C] in [0, 255], a few at a time."""
+    try:
+        model = tf.saved_model.load(model_path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--upscale {model_path}: not a loadable SavedModel "
+                        f"({str(err).splitlines()[0]})") from err
+    if not callable(model):
+        signatures = getattr(model, "signatures", {})
+        if "serving_default" not in signatures:
+            raise UserError(f"--upscale {model_path}: the SavedModel is neither callable nor has "
+                            f"a serving_default signature")
+        signature = signatures["serving_default"]
+
+        def model(x):
+            return next(iter(signature(x).values()))
+
+    grey = images.shape[-1] == 1
+    chunks = []
+    for start in range(0, images.shape[0], 8):
+        batch = images[start:start + 8]
+        if grey:
+            batch = tf.repeat(batch, 3, axis=-1)
+        out = tf.cast(model(batch), tf.float32)
+        chunks.append(tf.reduce_mean(out, axis=-1, keepdims=True) if grey else out)
+    return tf.concat(chunks, axis=0)

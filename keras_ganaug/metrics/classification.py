@@ -1,0 +1,145 @@
+"""Classification metrics on a held-out split, and the figures that go with them.
+
+Scores are class probabilities [N, K]; the predicted class is their argmax. ROC AUC is the binary
+AUC of the positive class (index 1) for two classes and the macro one-vs-rest AUC for more. The
+numbers come from scikit-learn (maintained, tested); this module fixes which of its options the
+package reports, so every run and every study cell means the same thing by "AUC".
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+                           minority: str | None = None) -> dict:
+    """y_true [N] ints and scores [N, K] -> JSON-ready dict of accuracy, AUC, per-class P/R/F1, ..."""
+    y_true = np.asarray(y_true, np.int64)
+    scores = np.asarray(scores, np.float64)
+    n_classes = len(class_names)
+    if scores.ndim != 2 or scores.shape != (len(y_true), n_classes):
+        raise ValueError(f"scores must be [N={len(y_true)}, K={n_classes}], got {scores.shape}")
+    y_pred = scores.argmax(axis=1)
+    labels = np.arange(n_classes)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]),
+               "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(class_names)}
+    result = {
+        "n_test": int(len(y_true)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
+        "roc_auc": roc_auc(y_true, scores),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": per_class,
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "class_names": list(class_names),
+    }
+    if minority is not None:
+        result["minority"] = minority
+        result["minority_recall"] = per_class[minority]["recall"]
+    return result
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """Binary AUC of class 1, or macro one-vs-rest AUC; None when a class is absent from y_true."""
+    n_classes = scores.shape[1]
+    if len(np.unique(y_true)) < n_classes:
+        return None  # AUC is undefined without positives and negatives for every class
+    if n_classes == 2:
+        return float(skm.roc_auc_score(y_true, scores[:, 1]))
+    # roc_auc_score's multi-class mode wants rows that sum to 1 exactly.
+    probs = scores / scores.sum(axis=1, keepdims=True)
+    return float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro",
+                                   labels=np.arange(n_classes)))
+
+
+def _save_figure(fig, path: str | os.PathLike) -> str:
+    """Write a matplotlib figure atomically (temp sibling, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return str(path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; no display is assumed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history: dict[str, Sequence[float]], path: str | os.PathLike) -> str:
+    """Loss and accuracy per epoch, train vs validation, as one PNG."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def plot_roc(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+             path: str | os.PathLike) -> str:
+    """ROC curve of the positive class (binary) or one curve per class (one-vs-rest)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    classes = [1] if len(class_names) == 2 else range(len(class_names))
+    for k in classes:
+        positives = np.asarray(y_true) == k
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = skm.roc_curve(positives, scores[:, k])
+        auc = skm.auc(fpr, tpr)
+        ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right")
+    return _save_figure(fig, path)
+
+
+def plot_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                          path: str | os.PathLike) -> str:
+    """Confusion matrix with counts (rows: true class, columns: predicted class)."""
+    plt = _pyplot()
+    matrix = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > threshold else "black")
+    return _save_figure(fig, path)

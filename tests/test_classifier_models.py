@@ -1,0 +1,167 @@
+"""Classifier architectures, transfer-model preprocessing and weights, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from classifier_fixtures import write_image_folder
+
+from keras_ganaug.classifiers import ApplicationPreprocess, build_classifier
+from keras_ganaug.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+COUNTS = {"train": {"benign": 12, "malignant": 8}, "test": {"benign": 4, "malignant": 4}}
+
+
+def _cli(args: list[str], env: dict | None = None, timeout: int = 300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, str(REPO / "train_classifier.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
+
+
+def test_cnn5_matches_the_ct_study_architecture():
+    from keras import layers
+
+    model = build_classifier("cnn5", 32, 1, 2)
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 32, 64, 64, 128]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    kinds = [type(layer).__name__ for layer in model.layers[1:21]]
+    assert kinds == ["Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D"] * 5
+    dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
+    assert [d.units for d in dense] == [256, 128, 2]
+    assert [d.rate for d in model.layers if isinstance(d, layers.Dropout)] == [0.25, 0.25]
+    assert {b.momentum for b in model.layers if isinstance(b, layers.BatchNormalization)} == {0.9}
+    probs = model.predict(np.zeros((3, 32, 32, 1), np.float32), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_simple_cnn_is_three_conv_pool_blocks():
+    from keras import layers
+
+    model = build_classifier("simple-cnn", 32, 3, 3)
+    assert [c.filters for c in model.layers if isinstance(c, layers.Conv2D)] == [32, 64, 128]
+    assert model.output_shape == (None, 3)
+    assert type(model.optimizer).__name__ == "Adam"
+
+
+@pytest.mark.parametrize("model_name", ["vgg16", "resnet50"])
+def test_application_preprocess_is_keras_preprocess_input_on_0_255(model_name):
+    import keras
+
+    module = keras.applications.vgg16 if model_name == "vgg16" else keras.applications.resnet50
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
+    layer = ApplicationPreprocess(model_name)
+    out = np.asarray(layer(pixels / 127.5 - 1.0))
+    np.testing.assert_allclose(out, module.preprocess_input(pixels.copy()), atol=1e-3)
+    grey = np.asarray(layer(pixels[..., :1] / 127.5 - 1.0))
+    expected = module.preprocess_input(np.repeat(pixels[..., :1], 3, axis=-1))
+    np.testing.assert_allclose(grey, expected, atol=1e-3)
+    restored = ApplicationPreprocess.from_config(layer.get_config())
+    assert restored.model_name == model_name
+
+
+def test_freeze_and_fine_tune_set_what_trains(tmp_path):
+    import keras
+    from keras import layers
+
+    path = tmp_path / "vgg16_notop.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None,
+                              input_shape=(32, 32, 3)).save_weights(path)
+    frozen = build_classifier("vgg16", 32, 3, 2, weights=str(path), trainable_layers=0)
+    backbone = frozen.get_layer("vgg16")
+    assert not backbone.trainable_weights
+    assert len(frozen.trainable_weights) == 2  # the new Dense head's kernel and bias
+    tuned = build_classifier("vgg16", 32, 3, 2, weights=str(path), trainable_layers=4)
+    trainable = [layer.name for layer in tuned.get_layer("vgg16").layers if layer.trainable
+                 and layer.weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]  # + block5_pool
+    resnet = build_classifier("resnet50", 32, 3, 2, weights="none", trainable_layers=None)
+    assert all(layer.trainable for layer in resnet.get_layer("resnet50").layers)
+    tail = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    tail.save_weights(tmp_path / "resnet50.weights.h5")
+    tuned = build_classifier("resnet50", 32, 3, 2, weights=str(tmp_path / "resnet50.weights.h5"),
+                             trainable_layers=10)
+    backbone_layers = tuned.get_layer("resnet50").layers
+    trainable = [layer for layer in backbone_layers if layer.trainable and layer.weights]
+    assert [layer.name for layer in trainable] == [
+        layer.name for layer in backbone_layers[-10:]
+        if layer.weights and not isinstance(layer, layers.BatchNormalization)]
+    assert len(trainable) >= 2  # conv layers of the last block train; its BatchNorms stay fixed
+
+
+def test_custom_models_refuse_transfer_weights():
+    with pytest.raises(UserError, match="trains from scratch"):
+        build_classifier("cnn5", 32, 3, 2, weights="imagenet")
+    with pytest.raises(UserError, match="--image-size 16: cnn5 needs at least 32 px"):
+        build_classifier("cnn5", 16, 3, 2)
+
+
+def test_missing_weights_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        build_classifier("resnet50", 32, 3, 2, weights=str(tmp_path / "missing.h5"))
+
+
+def test_imagenet_offline_fails_fast_with_the_way_out(tmp_path):
+    """No cached weights, no route out (a dead proxy): exit 2 within seconds, one helpful line.
+
+    The check runs before TensorFlow is imported, so not even its start-up chatter is printed.
+    """
+    started = time.perf_counter()
+    result = _cli(["--model", "vgg16", "--weights", "imagenet", "--image-size", "32",
+                   "--data", str(tmp_path / "not-needed"), "--out", str(tmp_path / "out")],
+                  env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+                       "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""},
+                  timeout=120)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2, result.stderr
+    assert elapsed < 30
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --weights imagenet")
+    assert "--weights none" in lines[0] and "--weights PATH" in lines[0]
+
+
+@pytest.mark.slow
+def test_vgg16_from_scratch_trains_one_epoch_via_the_cli(tmp_path):
+    data = write_image_folder(tmp_path / "data", COUNTS)
+    out = tmp_path / "vgg"
+    result = _cli(["--data", str(data), "--model", "vgg16", "--weights", "none",
+                   "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
+                   "--out", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == "vgg16" and metrics["config"]["weights"] == "none"
+    assert metrics["test_counts"] == {"benign": 4, "malignant": 4}
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epochs_run"] == 1
+    assert f"accuracy {metrics['accuracy']:.3f}" in result.stdout
+
+
+@pytest.mark.slow
+def test_resnet50_loads_a_weights_file_via_the_cli(tmp_path):
+    """--weights PATH is loaded into the backbone: frozen, it is still those weights afterwards."""
+    import keras
+
+    data = write_image_folder(tmp_path / "data", COUNTS)
+    path = tmp_path / "resnet50_notop.weights.h5"
+    saved = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    saved.save_weights(path)
+    out = tmp_path / "resnet"
+    result = _cli(["--data", str(data), "--model", "resnet50", "--weights", str(path),
+                   "--freeze", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                   "--quiet", "--out", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["weights"] == str(path) and metrics["config"]["freeze"]
+    import keras_ganaug.classifiers  # noqa: F401  registers ApplicationPreprocess for loading
+
+    best = keras.models.load_model(out / "best.keras")
+    for before, after in zip(saved.weights, best.get_layer("resnet50").weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
