@@ -13,8 +13,9 @@ Each path trains on the demo images through fit(); after a warm-up window, img/s
 timed windows. Peak RSS is the bench process's (both paths and all sizes so far).
 
 Quality (full run, or --quality-steps N): DCGAN on the demo set's benign class, float32 against the
-auto precision, same seeds and steps; KID of 500 EMA-generator samples against the training images,
-in the penultimate features of a small CNN trained on the demo train split (both classes).
+auto precision, same seeds and steps; KID (keras_ganaug.metrics.quality) of 500 EMA-generator
+samples against the 400 training images, in the penultimate features of simple-cnn trained on the
+demo train split (both classes), as the study measures quality.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ import tensorflow as tf  # noqa: E402
 
 from keras_ganaug import data as data_lib  # noqa: E402
 from keras_ganaug import runtime  # noqa: E402
+from keras_ganaug.classifiers import build_classifier  # noqa: E402
 from keras_ganaug.demo import make_demo_data  # noqa: E402
 from keras_ganaug.gans import GAN_NAMES, gan_class  # noqa: E402
+from keras_ganaug.metrics import quality  # noqa: E402
 
 QUALITY_SAMPLES = 500
 
@@ -179,42 +182,16 @@ def bench_speed(name: str, image_size: int, args, precision: str) -> dict:
 
 
 # ---- quality -------------------------------------------------------------------------------------
-def polynomial_kid(real: np.ndarray, fake: np.ndarray, subsets: int = 50, size: int = 200,
-                   seed: int = 0) -> tuple[float, float]:
-    """KID (Binkowski et al. 2018): unbiased MMD^2, kernel (x.y/d + 1)^3, mean/std over subsets."""
-    rng = np.random.default_rng(seed)
-    m, dim = min(size, len(real), len(fake)), real.shape[1]
-    values = []
-    for _ in range(subsets):
-        x = real[rng.choice(len(real), m, replace=False)]
-        y = fake[rng.choice(len(fake), m, replace=False)]
-        k_xx, k_yy, k_xy = ((a @ b.T / dim + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
-        values.append((k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
-                      - 2.0 * k_xy.mean())
-    return float(np.mean(values)), float(np.std(values))
-
-
 def feature_model(image_size: int) -> keras.Model:
-    """A small CNN trained on the demo train split (benign vs malignant); penultimate features."""
-    arrays, labels, _ = demo_arrays(image_size)
+    """Penultimate features of simple-cnn trained on the demo train split (both classes), as the
+    study measures quality: features of a classifier that knows the domain, no downloads."""
+    arrays, labels, loaded = demo_arrays(image_size)
     keras.utils.set_random_seed(0)
     with runtime.precision_scope("float32"):
-        inputs = keras.Input((image_size, image_size, 3))
-        x = inputs
-        for filters in (32, 64, 128):
-            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
-        features = keras.layers.GlobalAveragePooling2D()(x)
-        outputs = keras.layers.Dense(2, activation="softmax")(features)
-        classifier = keras.Model(inputs, outputs)
-        classifier.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-        classifier.fit(data_lib.make_dataset(arrays, labels, 32, shuffle=True, seed=0), epochs=8,
-                       verbose=0)
-    return keras.Model(inputs, features)
-
-
-def features_of(model: keras.Model, images_uint8: np.ndarray) -> np.ndarray:
-    return np.concatenate([model(data_lib.to_float(images_uint8[i:i + 100]), training=False)
-                           for i in range(0, len(images_uint8), 100)]).astype(np.float64)
+        classifier = build_classifier("simple-cnn", image_size, 3, len(loaded.class_names))
+    classifier.fit(data_lib.make_dataset(arrays, labels, 32, shuffle=True, seed=0), epochs=10,
+                   verbose=0)
+    return quality.feature_model(classifier)
 
 
 def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int) -> dict:
@@ -222,7 +199,7 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
     image_size = 64
     arrays, _, loaded = demo_arrays(image_size, "benign")
     extractor = feature_model(image_size)
-    real = features_of(extractor, arrays)
+    real = quality.extract_features(extractor, arrays)
     runs = []
     for policy in dict.fromkeys(("float32", precision)):
         for seed in seeds:
@@ -237,7 +214,9 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
             gan.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
             seconds = time.perf_counter() - start
             fake, _ = gan.generate(QUALITY_SAMPLES, seed=1000 + seed)
-            kid, kid_std = polynomial_kid(real, features_of(extractor, data_lib.to_uint8(fake)))
+            fake_features = quality.extract_features(extractor, data_lib.to_uint8(fake).numpy())
+            scores = quality.kid(real, fake_features, seed=seed)
+            kid, kid_std = scores["kid"], scores["kid_std"]
             runs.append({"precision": policy, "seed": seed, "steps": steps, "kid": kid,
                          "kid_std": kid_std, "train_seconds": seconds})
             print(f"quality {policy:15s} seed {seed}: KID {kid:.4f} ± {kid_std:.4f} "
