@@ -233,7 +233,7 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="DCGAN at 64 px only, 3 windows, no quality check (< 3 min)")
+                   help="DCGAN at 64 px only, 9 windows, no quality check (< 3 min)")
     p.add_argument("--gans", nargs="*", default=list(GAN_NAMES),
                    help="GANs to time (default: all; none: only the quality check)")
     p.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.gans, args.sizes, args.windows, args.window_steps = ["dcgan"], [64], 5, 2
+        args.gans, args.sizes, args.windows, args.window_steps = ["dcgan"], [64], 9, 2
     quality_steps = args.quality_steps if args.quality_steps is not None else (
         0 if args.quick else 150)
     precision = runtime.choose_precision(args.precision)
