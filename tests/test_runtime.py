@@ -127,3 +127,10 @@ def test_two_replicas_train_like_one_device():
     # Sync BN and per-replica noise slices make it float round-off; without either the weights
     # differ by ~5e-3 after two steps.
     assert result["max_diff"] < 1e-5, result
+
+
+def test_train_gan_rejects_a_bad_precision_or_strategy_in_one_line():
+    for flag, value in (("--precision", "half"), ("--strategy", "ring")):
+        done = run_script("train_gan.py", flag, value, "--epochs", "1")
+        assert done.returncode == 2
+        assert done.stderr.strip().count("\n") == 0 and f"{flag} {value}" in done.stderr
