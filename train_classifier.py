@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/<model>-<minority>-...)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same flags; --epochs may grow)")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave unreadable images out instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -83,7 +85,7 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate, image_size=args.image_size, channels=args.channels,
         resize=args.resize, seed=args.seed, out=args.out, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images)
+        skip_bad_images=args.skip_bad_images, resume=args.resume)
 
 
 def _main(argv: list[str] | None) -> int:
