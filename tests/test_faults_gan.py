@@ -242,3 +242,41 @@ def test_a_real_process_prints_exactly_one_error_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert_user_error(proc.returncode, proc.stderr, str(bad), "--skip-bad-images")
+
+
+HUGE_JPEG = """
+import sys
+from PIL import Image, ImageDraw
+image = Image.new("RGB", (12000, 12000), (200, 120, 90))
+ImageDraw.Draw(image).ellipse((3000, 3000, 9000, 9000), fill=(90, 40, 30))
+image.save(sys.argv[1], quality=80)
+"""
+
+LOAD_AND_MEASURE = """
+import json, resource, sys
+from keras_ganaug import data
+assert "tensorflow" not in sys.modules
+resident_mib = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+images = data.list_images(sys.argv[1], "train")
+arrays, labels, loaded, report = data.load_images(images, 32, 3)
+hashes = data.file_hashes(loaded)
+peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+huge = arrays[loaded.files.index(sys.argv[2])]
+print(json.dumps({"shape": list(arrays.shape), "growth_mib": peak_mib - resident_mib,
+                  "centre": huge[16, 16].tolist(), "corner": huge[0, 0].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_huge_image_is_resized_with_bounded_memory(tmp_path):
+    """A 12000 x 12000 scan (432 MB decoded) loads at 32 px in well under 1 GiB of extra memory."""
+    root = image_folder(tmp_path / "data", {"train": {"benign": 2, "malignant": 2}})
+    huge = root / "train" / "malignant" / "0_whole_slide.jpg"
+    assert run_script("-c", HUGE_JPEG, str(huge)).returncode == 0
+    proc = run_script("-c", LOAD_AND_MEASURE, str(root), str(huge))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [5, 32, 32, 3]
+    assert result["growth_mib"] < 1024, result
+    # The content survived the downscale: dark lesion in the centre, skin colour at the corner.
+    assert max(result["centre"]) < 110 and result["corner"][0] > 180
