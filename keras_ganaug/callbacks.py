@@ -157,6 +157,8 @@ class TrainingBackup(keras.callbacks.Callback):
         if not state_path.is_file():
             return 0
         self.restored = json.loads(state_path.read_text())
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # or its saved state is skipped
         model.load_weights(self.folder / "best.weights.h5")
         self.restored["best_weights"] = model.get_weights()
         model.load_weights(self.folder / CHECKPOINT_WEIGHTS)
