@@ -28,9 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", help="image-folder root ROOT/{train,test}/CLASS/* or tfds:NAME[:SPLIT]"
                    " (default: the built-in demo set, written to data/demo)")
-    p.add_argument("--class", dest="class_name",
-                   help="class to learn (default: the one with the fewest train images)")
+    p.add_argument("--class", "--minority", dest="class_name",
+                   help="class to learn; for conditional GANs the class --n-real cuts\n"
+                   "(default: the one with the fewest train images)")
     p.add_argument("--gan", default="dcgan", help=f"one of {', '.join(GAN_CHOICES)} (default dcgan)")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional variant (wgan-gp); trains on every class")
+    p.add_argument("--n-critic", type=positive_int,
+                   help="wgan-gp: critic steps per generator step (default 5)")
+    p.add_argument("--gp-weight", type=float, help="wgan-gp: gradient penalty weight (default 10)")
+    p.add_argument("--cat-codes", type=int,
+                   help="infogan: values of the categorical code (default 4)")
+    p.add_argument("--cont-codes", type=int, help="infogan: continuous codes (default 2)")
     p.add_argument("--n-real", type=int, help="cut the class to N real images, chosen by --seed "
                    "(default: all)")
     p.add_argument("--image-size", type=int, default=64, help="32, 64, 128 or 256 (default 64)")
@@ -69,14 +78,31 @@ def config_from_args(args: argparse.Namespace):
         raise UserError(f"--ema {args.ema}: expected a decay in [0, 1), e.g. 0.999, or 0 for off")
     if args.snapshot_every < 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: expected 0 (off) or more")
+    gan_options = {}
+    for flag, owner in (("n_critic", "wgan-gp"), ("gp_weight", "wgan-gp"),
+                        ("cat_codes", "infogan"), ("cont_codes", "infogan")):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if args.gan != owner:
+            raise UserError(f"--{flag.replace('_', '-')}: applies to --gan {owner} only, "
+                            f"not --gan {args.gan}")
+        gan_options[flag] = value
+    if args.gp_weight is not None and args.gp_weight < 0:
+        raise UserError(f"--gp-weight {args.gp_weight}: expected 0 or more (default 10)")
+    if args.cat_codes is not None and args.cat_codes < 2:
+        raise UserError(f"--cat-codes {args.cat_codes}: expected 2 or more (default 4)")
+    if args.cont_codes is not None and args.cont_codes < 0:
+        raise UserError(f"--cont-codes {args.cont_codes}: expected 0 or more (default 2)")
     return GANConfig(
-        data=args.data, class_name=args.class_name, gan=args.gan, n_real=args.n_real,
+        data=args.data, class_name=args.class_name, gan=args.gan, conditional=args.conditional,
+        n_real=args.n_real,
         image_size=args.image_size, channels=args.channels, epochs=args.epochs,
         batch_size=args.batch_size, latent_dim=args.latent_dim, width=args.width,
         augment=args.augment, ema=args.ema or None, seed=args.seed, out=args.out,
         sample_every=args.sample_every, snapshot_every=args.snapshot_every, resize=args.resize,
         skip_bad_images=args.skip_bad_images, overwrite=args.overwrite, resume=args.resume,
-        verbose=0 if args.quiet else 1)
+        verbose=0 if args.quiet else 1, **gan_options)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -10,6 +10,10 @@ Contract (loadable by any TensorFlow program, without keras_ganaug):
     g.generate_from_latent(latent=float32 [N, latent_size], class_ids=int32 [N])
         -> {"images": uint8 [N, H, W, C]}          the raw endpoint: the generator's own input
     g.metadata() -> scalar tf.string holding the JSON of OUT/metadata.json
+    InfoGAN generators add
+    g.generate_with_codes(count=int32, seed=int64, categorical=int32 [count],
+                          continuous=float32 [count, cont_codes]) -> {"images", "class_ids"}
+        z drawn from `seed` as in generate; the codes chosen, to see what each one controls.
 
     d = tf.saved_model.load("OUT/discriminator")
     d.score(images=uint8 [N, H, W, C], class_ids=int32 [N]) -> {"realness": float32 [N], ...}
@@ -54,9 +58,19 @@ class GeneratorModule(tf.Module):
             tf.TensorSpec((None, latent_size), tf.float32, name="latent"),
             tf.TensorSpec((None,), tf.int32, name="class_ids")])
         self.metadata = tf.function(self._metadata, input_signature=[])
+        if hasattr(gan, "coded_inputs"):  # InfoGAN: sample with chosen latent codes
+            self.generate_with_codes = tf.function(self._generate_with_codes, input_signature=[
+                tf.TensorSpec((), tf.int32, name="count"), tf.TensorSpec((), tf.int64, name="seed"),
+                tf.TensorSpec((None,), tf.int32, name="categorical"),
+                tf.TensorSpec((None, gan.cont_codes), tf.float32, name="continuous")])
 
     def _generate(self, count, seed, class_id):
         inputs, class_ids = self._gan.seeded_inputs(count, seed, class_id)
+        return {"images": to_uint8(self.network(inputs, training=False)), "class_ids": class_ids}
+
+    def _generate_with_codes(self, count, seed, categorical, continuous):
+        inputs = self._gan.coded_inputs(count, seed, categorical, continuous)
+        class_ids = tf.fill((count,), tf.constant(self._gan.trained_class, tf.int32))
         return {"images": to_uint8(self.network(inputs, training=False)), "class_ids": class_ids}
 
     def _generate_from_latent(self, latent, class_ids):
@@ -149,7 +163,8 @@ def export_gan(gan, out_dir: str | os.PathLike, metadata: dict) -> Path:
                 "gan_type": gan.gan_type, "conditional": gan.conditional,
                 "image_size": gan.image_size, "channels": gan.channels,
                 "latent_size": gan.generator_input_dim, "latent_dim": gan.latent_dim,
-                "num_classes": gan.num_classes, "ema": gan.ema_generator is not None}
+                "num_classes": gan.num_classes, "ema": gan.ema_generator is not None,
+                **gan.export_info()}
     for stale in out_dir.glob(".export-*"):  # left by a run killed mid-export
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))

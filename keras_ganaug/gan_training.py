@@ -13,7 +13,10 @@ from keras_ganaug.errors import UserError
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
 RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
-               "seed", "width", "augment", "ema", "resize", "batch_size")
+               "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
+               "cat_codes", "cont_codes", "n_critic", "gp_weight")
+# ADA's p may move from 0 to 1 after this many passes over the real images, whatever their number.
+ADA_SPEED_EPOCHS = 50
 
 
 @dataclass
@@ -21,6 +24,7 @@ class GANConfig:
     data: str | None = None  # image-folder root or tfds:NAME; None = the built-in demo set
     class_name: str | None = None  # None = the class with the fewest train images
     gan: str = "dcgan"
+    conditional: bool = False  # the class-conditional variant (wgan-gp); cgan always is
     n_real: int | None = None  # None = every image of the class
     image_size: int = 64
     channels: int = 3
@@ -39,6 +43,10 @@ class GANConfig:
     overwrite: bool = False
     resume: bool = False
     verbose: int = 1
+    cat_codes: int = 4  # InfoGAN: values of its categorical code
+    cont_codes: int = 2  # InfoGAN: continuous codes
+    n_critic: int = 5  # WGAN-GP: critic steps per generator step
+    gp_weight: float = 10.0  # WGAN-GP: gradient penalty weight (lambda)
 
 
 def default_out(config: GANConfig, class_name: str) -> Path:
@@ -54,7 +62,9 @@ def _check_out(out: Path, config: GANConfig) -> None:
         if not started:
             raise UserError(f"--resume: {out} holds no run to resume (no run_config.json)")
         previous = json.loads((out / "run_config.json").read_text())
-        changed = [k for k in RESUME_KEYS if previous.get(k) != asdict(config).get(k)]
+        # A key missing from an older run_config.json had its (then implicit) default.
+        changed = [k for k in RESUME_KEYS
+                   if previous.get(k, getattr(GANConfig, k)) != asdict(config).get(k)]
         if changed:
             key = changed[0]
             raise UserError(f"--resume: --{key.replace('_', '-')} is {asdict(config)[key]!r} but the "
@@ -87,7 +97,7 @@ def prepare_training_set(config: GANConfig):
                         f"{', '.join(images.class_names)}")
     class_id = images.class_index(class_name)
     images = data_lib.select_real(images, class_name, config.n_real, config.seed)
-    if not gan_class(config.gan).conditional:
+    if not gan_class(config.gan, config.conditional).conditional:
         images = data_lib.only_class(images, class_name)
     elif len(images.class_names) < 2:
         raise UserError(f"--gan {config.gan}: a conditional GAN needs at least two classes; "
@@ -98,11 +108,35 @@ def prepare_training_set(config: GANConfig):
     return arrays, labels, loaded, class_name, class_id, report, source
 
 
+def class_balanced_dataset(images_uint8, labels, batch_size: int, seed: int):
+    """Endless real batches in which every class is equally likely, for conditional GANs.
+
+    With 10 malignant among 1400 benign images, plain batches show the minority class once every
+    few steps, so the generator hardly learns it: the class a user wants. Each class is its own
+    shuffled, repeated stream, sampled uniformly (the minority images repeat more often, which is
+    what --augment diffaugment/ada is for). Fit with steps_per_epoch = images // batch_size.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    streams = []
+    for class_id in np.unique(labels):
+        mask = labels == class_id
+        stream = tf.data.Dataset.from_tensor_slices((images_uint8[mask],
+                                                     labels[mask].astype(np.int32)))
+        streams.append(stream.shuffle(int(mask.sum()), seed=seed + int(class_id),
+                                      reshuffle_each_iteration=True).repeat())
+    dataset = tf.data.Dataset.sample_from_datasets(streams, seed=seed)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda x, y: (data_lib.to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def run(config: GANConfig) -> dict:
     """Train, export and return a summary: paths, epochs, images per second, final losses."""
     from keras_ganaug.gans import gan_class
 
-    gan_type = gan_class(config.gan)
+    gan_type = gan_class(config.gan, config.conditional)
     arrays, labels, images, class_name, class_id, report, source = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, class_name)
     _check_out(out, config)
@@ -127,12 +161,19 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
 
     keras.utils.set_random_seed(config.seed)
     batch_size = min(config.batch_size, len(arrays))
-    dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True, seed=config.seed,
-                                    drop_remainder=True)
+    steps_per_epoch = None
+    if gan_type.conditional:
+        dataset = class_balanced_dataset(arrays, labels, batch_size, config.seed)
+        steps_per_epoch = len(arrays) // batch_size
+    else:
+        dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True,
+                                        seed=config.seed, drop_remainder=True)
     gan = gan_type(image_size=config.image_size, channels=config.channels,
                    latent_dim=config.latent_dim, num_classes=len(images.class_names),
                    trained_class=class_id, augment=config.augment, ema_decay=config.ema,
-                   width=config.width, seed=config.seed)
+                   width=config.width, seed=config.seed,
+                   ada_speed_images=ADA_SPEED_EPOCHS * len(arrays),
+                   **{name: getattr(config, name) for name in gan_type.config_options})
     gan.compile()
     checkpoints = out / "checkpoints"
     initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
@@ -162,7 +203,8 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
               f"({config.image_size} px, batch {batch_size}) -> {out}")
     start = time.perf_counter()
     history = gan.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=config.verbose, shuffle=False)
+                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                      verbose=config.verbose, shuffle=False)
     seconds = time.perf_counter() - start
     if nan_guard.bad is not None:
         epoch, name = nan_guard.bad
@@ -173,6 +215,8 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
     steps = trained_epochs * (len(arrays) // batch_size)
     export_gan(gan, out, {**metadata, "epochs_trained": config.epochs})
     grids.write("final")
+    if hasattr(gan, "write_code_sweep"):
+        gan.write_code_sweep(out / "samples" / "codes.png")
     if (out / "history.csv").is_file():
         cb.plot_history(out / "history.csv", out / "loss_curves.png")
     final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}

@@ -10,7 +10,8 @@ What a subclass provides:
   generator_input(z, u, ids)     noise z ~ N(0,1), uniforms u ~ U(0,1) -> the generator's input vector
   discriminator_loss(...)        per-example D loss (+ named extra terms to log)
   generator_loss(...)            per-example G loss (+ named extra terms to log)
-and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP).
+and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP),
+config_options (GANConfig fields its constructor takes) and export_info() (extra metadata).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ class GAN(keras.Model):
     extra_losses: tuple[str, ...] = ()  # names of additional loss terms to track and log
     default_learning_rate = 2e-4
     default_betas = (0.5, 0.999)
+    config_options: tuple[str, ...] = ()  # GANConfig fields passed to the constructor by name
 
     def __init__(self, image_size: int, channels: int = 3, latent_dim: int = 128,
                  num_classes: int = 1, trained_class: int = 0, augment: str = "none",
-                 ema_decay: float | None = 0.999, width: int = 64, seed: int = 0, **kwargs):
+                 ema_decay: float | None = 0.999, width: int = 64, seed: int = 0,
+                 ada_speed_images: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
         self.num_classes, self.trained_class = num_classes, trained_class
@@ -50,7 +53,10 @@ class GAN(keras.Model):
                 image_size, channels, self.generator_input_dim, width, name="ema_generator")
             self.ema_generator.set_weights(self.generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.augmenter = make_augmenter(augment, seed=seed)
+        # ADA's p must be able to cross [0, 1] within a few dozen epochs whatever the set size.
+        self.ada_speed_images = ada_speed_images
+        ada_options = {"speed_images": ada_speed_images} if augment == "ada" and ada_speed_images else {}
+        self.augmenter = make_augmenter(augment, seed=seed, **ada_options)
         self.g_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                        trainable=False, name="g_steps")
         self.trackers = {name: keras.metrics.Mean(name=name)
@@ -77,6 +83,10 @@ class GAN(keras.Model):
     def penalty(self, real, fake, class_ids):
         """Extra per-example D loss on the images themselves (WGAN-GP's gradient penalty)."""
         return None
+
+    def export_info(self) -> dict:
+        """GAN-specific settings for the exported metadata (InfoGAN's code sizes, n_critic...)."""
+        return {}
 
     # ---- the shared loop --------------------------------------------------------------------
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
@@ -200,4 +210,5 @@ class GAN(keras.Model):
         return {"image_size": self.image_size, "channels": self.channels,
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "trained_class": self.trained_class, "augment": self.augment,
-                "ema_decay": self.ema_decay, "width": self.width, "seed": self.seed}
+                "ema_decay": self.ema_decay, "width": self.width, "seed": self.seed,
+                "ada_speed_images": self.ada_speed_images}

@@ -1,0 +1,364 @@
+"""The study grid: CSV columns, CI arithmetic, resume after a kill, shards, report, CLI errors.
+
+Most tests swap the classifier and GAN training for fast deterministic fakes (the study's two
+adapter functions), so they test the grid itself; one test runs the real thing, tiny.
+"""
+
+import json
+import zlib
+
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from keras_ganaug import study
+from keras_ganaug.errors import UserError
+
+MINORITY_TRAIN = 24  # malignant training images of conftest's demo_root
+
+
+@pytest.fixture()
+def demo(demo_root):
+    return demo_root
+
+
+class FakeTraining:
+    """Stand-ins for the classifier and GAN runs that count their calls."""
+
+    def __init__(self, fail_on_call: int | None = None):
+        self.classifier_calls: list[str] = []
+        self.gan_calls: list[str] = []
+        self.fail_on_call = fail_on_call
+
+    def classifier(self, config, method, n_real, seed, generator, out):
+        if self.fail_on_call is not None and len(self.classifier_calls) + 1 == self.fail_on_call:
+            self.fail_on_call = None
+            raise KeyboardInterrupt  # the study killed mid-cell
+        self.classifier_calls.append(out.name)
+        # Deterministic, method- and seed-dependent numbers in [0.5, 1).
+        base = zlib.crc32(f"{method.name}/{n_real}/{seed}".encode()) % 1000 / 2000 + 0.5
+        n_minority = n_real or MINORITY_TRAIN
+        val = max(1, n_minority // 5)
+        return {
+            "accuracy": base, "balanced_accuracy": base - 0.01, "roc_auc": min(base + 0.05, 1.0),
+            "macro_f1": base - 0.02, "minority": "malignant", "minority_recall": base - 0.1,
+            "n_test": 12, "class_names": ["benign", "malignant"],
+            "per_class": {name: {"precision": base, "recall": base, "f1": base, "support": 6}
+                          for name in ("benign", "malignant")},
+            "confusion_matrix": [[5, 1], [2, 4]],
+            "train_counts": {"real": {"benign": 38, "malignant": n_minority - val},
+                             "synthetic": {"benign": 0,
+                                           "malignant": 38 - n_minority + val if generator else 0}},
+            "val_counts": {"benign": 10, "malignant": val},
+            "timings": {"prepare_seconds": 0.1, "train_seconds": 0.2, "total_seconds": 0.3},
+        }
+
+    def gan(self, config, cell, out):
+        self.gan_calls.append(out.name)
+        (out / "generator").mkdir(parents=True, exist_ok=True)
+        (out / "metadata.json").write_text(json.dumps({"training_files_sha256": []}))
+        return {"train_seconds": 1.5, "images_per_second": 100.0, "epochs": config.gan_epochs}
+
+
+def tiny_config(demo, out, **overrides):
+    settings = dict(data=str(demo), minority="malignant", n_real=[8, None],
+                    methods=["real", "class-weights", "dcgan"], seeds=2, image_size=32,
+                    epochs=1, gan_epochs=1, quality=False, out=str(out), verbose=0)
+    settings.update(overrides)
+    return study.StudyConfig(**settings)
+
+
+def use_fakes(monkeypatch, fake):
+    monkeypatch.setattr(study, "train_classifier", fake.classifier)
+    monkeypatch.setattr(study, "train_generator", fake.gan)
+    monkeypatch.setattr(study, "check_classifier_settings", lambda config, methods: None)
+
+
+def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    killed = FakeTraining(fail_on_call=2)
+    use_fakes(monkeypatch, killed)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(tiny_config(demo, out))
+    assert len(killed.classifier_calls) == 1
+    assert len(list((out / "cells").glob("*.json"))) == 1
+
+    resumed = FakeTraining()
+    use_fakes(monkeypatch, resumed)
+    outcome = study.run_study(tiny_config(demo, out))
+    all_calls = killed.classifier_calls + resumed.classifier_calls
+    assert outcome == {"cells": 12, "ran": 11, "skipped": 1}
+    assert sorted(all_calls) == sorted(set(all_calls)) and len(all_calls) == 12
+    # One generator per (N, seed), reused by nothing else here, trained once over both runs.
+    assert sorted(killed.gan_calls + resumed.gan_calls) == [
+        "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
+
+    again = FakeTraining()
+    use_fakes(monkeypatch, again)
+    assert study.run_study(tiny_config(demo, out))["ran"] == 0
+    assert again.classifier_calls == [] and again.gan_calls == []
+    assert [r["ran"] for r in study.invocations(out)] == [11, 0]
+
+
+def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out))
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    assert len(results) == 12 and results["cell"].is_unique
+    assert set(results["n_real"]) == {"8", "all"}
+    assert set(results["method"]) == {"real", "class-weights", "dcgan"}
+    assert list(results.columns[:4]) == ["cell", "n_real", "n_minority", "method"]
+    expected = {"seed", "accuracy", "roc_auc", "balanced_accuracy", "minority_recall",
+                "recall_malignant", "f1_benign", "confusion_malignant_as_benign",
+                "train_synthetic_malignant", "classifier_train_seconds", "cell_seconds",
+                "gan_total_seconds", "generator_reused", "generator"}
+    assert expected <= set(results.columns)
+    assert results.loc[results["n_real"] == "all", "n_minority"].eq(MINORITY_TRAIN).all()
+    assert results.loc[results["n_real"] == "8", "n_minority"].eq(8).all()
+    gan_rows = results[results["method"] == "dcgan"]
+    assert gan_rows["generator"].str.startswith("generators/dcgan_n").all()
+    assert results.loc[results["method"] == "real", "generator"].isna().all()
+
+
+def test_summary_ci_and_paired_differences_match_scipy(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out, seeds=3))
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+
+    def seeds_of(method, n_real, metric="accuracy"):
+        rows = results[(results["method"] == method) & (results["n_real"] == n_real)]
+        return rows.sort_values("seed")[metric].to_numpy()
+
+    row = summary[(summary["method"] == "dcgan") & (summary["n_real"] == "8")
+                  & (summary["metric"] == "accuracy")].iloc[0]
+    values = seeds_of("dcgan", "8")
+    low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(),
+                                       scale=scipy_stats.sem(values))
+    assert row["seeds"] == 3
+    assert row["mean"] == pytest.approx(values.mean())
+    assert row["std"] == pytest.approx(values.std(ddof=1))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert row["vs_real_diff"] == pytest.approx((values - seeds_of("real", "8")).mean())
+    assert row["vs_real_p"] == pytest.approx(
+        scipy_stats.ttest_rel(values, seeds_of("real", "8")).pvalue)
+    # The only non-GAN baseline here is class-weights: dcgan is compared with it, pairwise.
+    assert row["baseline"] == "class-weights"
+    assert row["vs_baseline_p"] == pytest.approx(
+        scipy_stats.ttest_rel(values, seeds_of("class-weights", "8")).pvalue)
+    real_row = summary[(summary["method"] == "real") & (summary["metric"] == "accuracy")]
+    assert real_row["vs_real_diff"].isna().all()
+
+
+def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, out))
+    report = (out / "report.md").read_text()
+    assert "| N real | real | class-weights | dcgan |" in report
+    assert "| all (24) |" in report
+    summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+    acc = summary[(summary["n_real"] == "8") & (summary["metric"] == "accuracy")]
+    best = acc.loc[acc["mean"].idxmax()]
+    half = (best["ci_high"] - best["ci_low"]) / 2
+    assert f"**{best['mean']:.3f} ± {half:.3f}**" in report
+    assert "No test image, nor a near-duplicate of one" in report
+    assert "python -m keras_ganaug.study" in report
+    assert "## Compute" in report and "dcgan " in report.split("## Compute")[1]
+    for metric in ("accuracy", "roc_auc", "minority_recall", "balanced_accuracy"):
+        png = out / "figures" / f"{metric}_vs_n.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{metric}_vs_n.png" in report
+    leakage = json.loads((out / "leakage.json").read_text())
+    assert leakage["clean"] and leakage["test_images"] == 24
+    assert {m["name"] for m in leakage["models"]} == {
+        "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"}
+
+    # --report-only remakes everything from the CSV alone.
+    (out / "report.md").unlink()
+    (out / "summary.csv").unlink()
+    assert study.main(["--report-only", "--out", str(out)]) == 0
+    assert (out / "report.md").read_text() == report
+    assert (out / "summary.csv").is_file()
+
+
+def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):
+    config = tiny_config(demo, tmp_path / "study",
+                         methods=["real", "dcgan", "dcgan+classic", "classic"])
+    units = study.plan(config)
+    shards = [study.shard_units(units, (i, 3)) for i in range(3)]
+    cells = [[c.cell_id for unit in shard for c in unit] for shard in shards]
+    assert sorted(sum(cells, [])) == sorted(c.cell_id for unit in units for c in unit)
+    assert all(cells) and len(set(sum(cells, []))) == 16
+    loads = [sum(study.unit_cost(unit) for unit in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(study.unit_cost(unit) for unit in units)
+    for shard in shards:  # both methods of one generator land in the same shard
+        for unit in shard:
+            assert len({c.generator_key for c in unit}) == 1
+    fake = FakeTraining()
+    use_fakes(monkeypatch, fake)
+    for i in range(3):
+        config.shard = (i, 3)
+        study.run_study(config)
+    assert len(fake.classifier_calls) == 16 and len(set(fake.classifier_calls)) == 16
+    assert len(fake.gan_calls) == 4 == len(set(fake.gan_calls))
+    results = pd.read_csv(tmp_path / "study" / "results.csv")
+    reused = results[results["method"].str.startswith("dcgan")].groupby("generator")
+    assert (reused["generator_reused"].sum() == 1).all()  # trained by one method, reused by other
+
+
+def test_method_names_are_parsed_and_canonical():
+    method = study.parse_method("dcgan+classic+diffaugment")
+    assert method == study.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
+    assert study.parse_method("wgan-gp+ada").gan_augment == "ada"
+    assert study.parse_method("class-weights") == study.Method("class-weights",
+                                                               class_weights=True)
+    assert study.parse_method("superpixel+classic").augment == "classic+superpixel"
+    for bad in ("dcgan+ada+diffaugment", "diffaugment", "classic+dcgan", "real+classic", "gan"):
+        with pytest.raises(UserError):
+            study.parse_method(bad)
+    assert study.parse_n_real("10, 50,all") == [10, 50, None]
+    assert study.parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "1", "a/2"):
+        with pytest.raises(UserError):
+            study.parse_shard(bad)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--n-real", "8,500"], "--n-real 500: class 'malignant' has 24"),
+    (["--methods", "real,dcgan+foo"], "--methods dcgan+foo"),
+    (["--n-real", "0"], "--n-real 0"),
+    (["--shard", "2/2"], "--shard 2/2"),
+    (["--methods", "real,real"], "listed twice"),
+    (["--n-real", "8", "--methods", "real,dcgan,no-such-gan"], "--methods no-such-gan"),
+    (["--n-real", "8", "--methods", "real,dcgan", "--image-size", "48"], "--image-size 48"),
+])
+def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
+    use_fakes(monkeypatch, FakeTraining())
+    argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
+    assert study.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "s" / "results.csv").exists()
+
+
+def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
+    use_fakes(monkeypatch, FakeTraining())
+    study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
+    with pytest.raises(UserError, match="--image-size 32"):
+        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
+
+
+@pytest.mark.slow
+def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch):
+    """2 N x 3 methods x 2 seeds, 32 px, 1 epoch, real GANs and classifiers, killed and resumed."""
+    pytest.importorskip("keras_ganaug.classifier_training")
+    out = tmp_path / "study"
+    real_classifier, real_gan = study.train_classifier, study.train_generator
+    classifier_calls, gan_calls = [], []
+
+    def counted_classifier(config, method, n_real, seed, generator, folder):
+        if len(classifier_calls) == 5 and folder.name != "feature_extractor":
+            classifier_calls.append("killed")
+            raise KeyboardInterrupt
+        classifier_calls.append(folder.name)
+        return real_classifier(config, method, n_real, seed, generator, folder)
+
+    def counted_gan(config, cell, folder):
+        gan_calls.append(folder.name)
+        return real_gan(config, cell, folder)
+
+    monkeypatch.setattr(study, "train_classifier", counted_classifier)
+    monkeypatch.setattr(study, "train_generator", counted_gan)
+    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8, None],
+                               methods=["real", "class-weights", "dcgan"], seeds=2,
+                               model="simple-cnn", image_size=32, epochs=1, gan_epochs=1,
+                               out=str(out), verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(config)
+    finished_before = {p.stem for p in (out / "cells").glob("*.json")}
+    assert len(finished_before) == 4  # three cells of N=8 seed 0, one of seed 1
+    assert study.run_study(config) == {"cells": 12, "ran": 8, "skipped": 4}
+
+    trained = [c for c in classifier_calls if c != "killed"]
+    assert len(trained) == len(set(trained)) == 13  # 12 cells + the feature extractor, once each
+    assert sorted(gan_calls) == ["dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+    assert len(results) == 12 and results["cell"].is_unique
+    for row in results.itertuples():
+        metrics = json.loads((out / "runs" / row.cell / "metrics.json").read_text())
+        assert row.accuracy == pytest.approx(metrics["accuracy"])
+        assert row.minority_recall == pytest.approx(metrics["minority_recall"])
+    gan_rows = results[results["method"] == "dcgan"]
+    assert gan_rows["train_synthetic_malignant"].gt(0).all()
+    assert results.loc[results["method"] != "dcgan", "train_synthetic_malignant"].eq(0).all()
+    for column in ("gan_kid", "gan_precision", "gan_recall", "gan_memorization_ratio",
+                   "gan_tstr_over_trtr"):
+        assert gan_rows[column].notna().all()
+    assert gan_rows["gan_precision"].between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert "| N real | real | class-weights | dcgan |" in report and "## GAN quality" in report
+    assert "generators/dcgan_n8_s0/samples/final.png" in report
+    assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
+    assert json.loads((out / "leakage.json").read_text())["clean"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "alexnet"], "--model alexnet"),
+    (["--synthetic", "lots"], "--synthetic lots"),
+    (["--weights", "imagenet"], "apply to vgg16 and resnet50"),
+])
+def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path, capsys,
+                                                                  monkeypatch, flags, message):
+    pytest.importorskip("keras_ganaug.classifier_training")
+    fake = FakeTraining()
+    monkeypatch.setattr(study, "train_generator", fake.gan)
+    argv = ["--data", str(demo), "--n-real", "8", "--methods", "dcgan,real",
+            "--out", str(tmp_path / "s"), *flags]
+    assert study.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert fake.gan_calls == []
+
+
+def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monkeypatch):
+    import shutil
+
+    leaky = tmp_path / "leaky"
+    shutil.copytree(demo, leaky)
+    leaked = leaky / "test" / "malignant" / "malignant_0003.png"
+    shutil.copy(leaked, leaky / "train" / "malignant" / "copy_of_test.png")
+    evaluated = []
+
+    def fake_evaluate(run_folder, images, labels, class_names, minority):
+        evaluated.append(len(images))
+        return {"accuracy": 0.75, "roc_auc": 0.8, "balanced_accuracy": 0.7,
+                "minority_recall": 0.6}
+
+    use_fakes(monkeypatch, FakeTraining())
+    monkeypatch.setattr(study, "evaluate_classifier", fake_evaluate)
+    study.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
+    assert evaluated == [23] * 4  # 24 test images less the one copied into train, every cell
+    results = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert results["accuracy_leak_free"].eq(0.75).all() and results["n_test_leak_free"].eq(23).all()
+    leakage = json.loads((tmp_path / "s" / "leakage.json").read_text())
+    assert leakage["exact_duplicates"] == [{"test": str(leaked),
+                                            "train": str(leaky / "train/malignant/copy_of_test.png")}]
+    report = (tmp_path / "s" / "report.md").read_text()
+    assert "## Without the leaked test images" in report and "on the 23 of" in report
+    assert "LEAKAGE FOUND: 1 byte-identical" in report
+
+
+def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
+    pytest.importorskip("keras_ganaug.classifier_training")
+    from keras_ganaug.data import list_images, load_images
+
+    config = tiny_config(demo, tmp_path / "s", model="simple-cnn")
+    folder = tmp_path / "run"
+    metrics = study.train_classifier(config, study.Method("real"), 8, 0, None, folder)
+    x_test, y_test, _, _ = load_images(list_images(demo, "test"), 32, 3)
+    again = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
