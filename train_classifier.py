@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", default="crop", choices=("crop", "pad"),
                    help="how non-square images are made square")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true",
+                   help="same seed, same bits on GPUs too (TensorFlow op determinism; slower)")
     p.add_argument("--out", help="output folder (default runs/<model>-<minority>-...)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
@@ -91,6 +93,10 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    if args.deterministic:  # see README, Reproducibility
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     result = run(config_from_args(args), verbose=0 if args.quiet else 1)
     auc = "n/a" if result["roc_auc"] is None else f"{result['roc_auc']:.3f}"
     print(f"{result['config']['out']}: accuracy {result['accuracy']:.3f}  "

@@ -1,8 +1,9 @@
 """--seed fixes data selection, initialisation, augmentation and noise: same seed, same numbers (CPU).
 
 Tolerance: exact. Two runs with one seed give bit-identical metrics, loss histories and generator
-images on CPU (the second run starts from whatever global state the first one left). On GPUs
-cuDNN may pick nondeterministic kernels; see the README's "Reproducibility" section.
+images on CPU, in one process (the second run starts from whatever global state the first left)
+or in a fresh one. --deterministic (TensorFlow op determinism) may change the last bits on CPU:
+within 1e-6 relative. On GPUs see the README's "Reproducibility" section.
 """
 
 from __future__ import annotations
@@ -13,19 +14,36 @@ import numpy as np
 import pytest
 
 from keras_ganaug.classifier_training import ClassifierConfig, run
+from tests.conftest import run_script
+
+CLASSIFIER = {"model": "simple-cnn", "image_size": 32, "epochs": 2, "batch_size": 16,
+              "n_real": 12, "augment": "classic"}
 
 
 def classifier_run(data_root, out, seed: int) -> tuple[dict, dict]:
-    config = ClassifierConfig(data=str(data_root), model="simple-cnn", image_size=32, epochs=2,
-                              batch_size=16, n_real=12, augment="classic", seed=seed,
-                              out=str(out))
-    metrics = run(config, verbose=0)
+    metrics = run(ClassifierConfig(data=str(data_root), seed=seed, out=str(out), **CLASSIFIER),
+                  verbose=0)
     return metrics, json.loads((out / "splits.json").read_text())
 
 
-def test_classifier_same_seed_same_metrics(tmp_path, demo_root):
-    first, first_files = classifier_run(demo_root, tmp_path / "a", seed=0)
-    second, second_files = classifier_run(demo_root, tmp_path / "b", seed=0)
+def classifier_cli(data_root, out, *flags) -> tuple[dict, dict]:
+    """The same run from the command line, in a fresh process."""
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in CLASSIFIER.items()]
+    proc = run_script("train_classifier.py", "--data", str(data_root), *args, "--seed", "0",
+                      "--out", str(out), "--quiet", *flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (json.loads((out / "metrics.json").read_text()),
+            json.loads((out / "splits.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def seed0_run(tmp_path_factory, demo_root) -> tuple[dict, dict]:
+    return classifier_run(demo_root, tmp_path_factory.mktemp("seed0") / "run", seed=0)
+
+
+def test_classifier_same_seed_same_metrics(tmp_path, demo_root, seed0_run):
+    first, first_files = seed0_run
+    second, second_files = classifier_cli(demo_root, tmp_path / "b")
     other, other_files = classifier_run(demo_root, tmp_path / "c", seed=1)
 
     assert first_files == second_files
@@ -36,6 +54,18 @@ def test_classifier_same_seed_same_metrics(tmp_path, demo_root):
     assert set(other_files["train"] + other_files["val"]) != set(first_files["train"]
                                                                  + first_files["val"])
     assert other["history"]["loss"] != first["history"]["loss"]
+
+
+@pytest.mark.slow
+def test_deterministic_flag_runs_and_changes_at_most_the_last_bits_on_cpu(tmp_path, demo_root,
+                                                                          seed0_run):
+    """Op determinism may pick other CPU kernels (other summation orders): 1e-6 relative."""
+    plain, plain_files = seed0_run
+    strict, strict_files = classifier_cli(demo_root, tmp_path / "b", "--deterministic")
+    assert strict_files == plain_files
+    for key, values in plain["history"].items():
+        np.testing.assert_allclose(strict["history"][key], values, rtol=1e-6, err_msg=key)
+    assert strict["confusion_matrix"] == plain["confusion_matrix"]
 
 
 def gan_run(data_root, out, seed: int) -> np.ndarray:
