@@ -19,7 +19,9 @@ from keras_ganaug.errors import quiet_tensorflow, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    from keras_ganaug.errors import ArgumentParser  # flag errors: one line, exit 2
+
+    p = ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="demo",
                    help="image-folder root (ROOT/{train,test}/CLASS/*), tfds:NAME, or demo")

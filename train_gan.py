@@ -25,7 +25,9 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from keras_ganaug.errors import ArgumentParser  # flag errors: one line, exit 2
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", help="image-folder root ROOT/{train,test}/CLASS/* or tfds:NAME[:SPLIT]"
                    " (default: the built-in demo set, written to data/demo)")
     p.add_argument("--class", "--minority", dest="class_name",

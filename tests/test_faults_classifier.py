@@ -194,3 +194,12 @@ def test_a_real_process_prints_exactly_one_error_line(tmp_path, data_root):
                                                        "--minority", "melanoma"))
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert_user_error(proc.returncode, proc.stderr, "--minority melanoma")
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--model", "vit"], "argument --model: invalid choice: 'vit'"),
+    (["--epochs", "0"], "--epochs 0: expected at least 1"),
+])
+def test_malformed_flag_is_one_line(capsys, data_root, finished_run, flags, needle):
+    expect_refusal(capsys, data_root, finished_run, needle, extra=flags)

@@ -280,3 +280,12 @@ def test_huge_image_is_resized_with_bounded_memory(tmp_path):
     assert result["growth_mib"] < 1024, result
     # The content survived the downscale: dark lesion in the centre, skin colour at the corner.
     assert max(result["centre"]) < 110 and result["corner"][0] > 180
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--epochs", "abc"], "argument --epochs: expected a whole number, got 'abc'"),
+    (["--batch-size", "0"], "argument --batch-size: expected 1 or more"),
+    (["--gan", "stylegan"], "--gan stylegan: expected one of"),
+])
+def test_malformed_flag_is_one_line(capsys, data_root, finished_run, flags, needle):
+    expect_refusal(capsys, data_root, finished_run, needle, extra=flags)
