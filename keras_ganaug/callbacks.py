@@ -122,17 +122,19 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class TrainingBackup(keras.callbacks.Callback):
-    """A classifier's weights, optimizer and early-stopping record after each epoch, for --resume.
+    """A classifier's weights, optimizer and early-stopping record after each epoch, for --resume,
+    and the best epoch's model at `best_model` (.keras).
 
-    Like keras.callbacks.BackupAndRestore, but written atomically (temporary file, then rename),
-    and it carries EarlyStopping's and ModelCheckpoint's record of the best epoch, so a resumed
-    run stops, and restores the best weights, as an uninterrupted one would. List it after both.
+    Like keras.callbacks.BackupAndRestore plus ModelCheckpoint(save_best_only=True), but every file
+    is written to a temporary sibling and renamed, and EarlyStopping's record of the best epoch is
+    carried over, so a resumed run stops, and restores the best weights, as an uninterrupted one
+    would. List it after the EarlyStopping it follows.
     """
 
-    def __init__(self, folder: str | os.PathLike, early_stopping, best_checkpoint):
+    def __init__(self, folder: str | os.PathLike, early_stopping, best_model: str | os.PathLike):
         super().__init__()
-        self.folder = Path(folder)
-        self.early_stopping, self.best_checkpoint = early_stopping, best_checkpoint
+        self.folder, self.best_model = Path(folder), Path(best_model)
+        self.early_stopping = early_stopping
         self.restored: dict | None = None
 
     def _save_weights(self, name: str) -> None:
@@ -145,6 +147,9 @@ class TrainingBackup(keras.callbacks.Callback):
         stopper = self.early_stopping
         if stopper.best_epoch == epoch:
             self._save_weights("best.weights.h5")
+            tmp = self.best_model.with_name(f".tmp-{os.getpid()}.keras")
+            self.model.save(tmp)
+            os.replace(tmp, self.best_model)
         self._save_weights(CHECKPOINT_WEIGHTS)
         best = None if stopper.best is None else float(stopper.best)
         write_json_atomic(self.folder / CHECKPOINT_STATE, {
@@ -171,8 +176,6 @@ class TrainingBackup(keras.callbacks.Callback):
         stopper, state = self.early_stopping, self.restored
         stopper.wait, stopper.best, stopper.best_epoch = state["wait"], state["best"], state["best_epoch"]
         stopper.best_weights = state["best_weights"]
-        if state["best"] is not None:
-            self.best_checkpoint.best = state["best"]
 
 
 def trim_history(history_csv: str | os.PathLike, epochs: int) -> None:

@@ -493,19 +493,17 @@ def train_dataset(x, y, config: ClassifierConfig):
 
 
 def make_callbacks(out: Path, patience: int, verbose: int, append: bool = False) -> list:
-    """Early stopping with the best weights restored, best-model checkpoint, CSV, TensorBoard,
-    and last the per-epoch backup that --resume restores (`append`: continue history.csv)."""
+    """Early stopping with the best weights restored, CSV, TensorBoard, and last the per-epoch
+    backup that --resume restores, which also writes best.keras (`append`: go on in history.csv)."""
     import keras
 
     from keras_ganaug.callbacks import TrainingBackup
 
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                             restore_best_weights=True, verbose=verbose)
-    best = keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_loss",
-                                           save_best_only=True)
-    return [stopper, best, keras.callbacks.CSVLogger(str(out / "history.csv"), append=append),
+    return [stopper, keras.callbacks.CSVLogger(str(out / "history.csv"), append=append),
             keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-            TrainingBackup(out / BACKUP_DIR, stopper, best)]
+            TrainingBackup(out / BACKUP_DIR, stopper, out / "best.keras")]
 
 
 def read_history(history_csv: Path) -> dict[str, list[float]]:
