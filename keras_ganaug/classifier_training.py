@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +36,7 @@ from keras_ganaug.errors import UserError
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
-RUN_CONFIG_FILE = "run_config.json"  # written first: its presence marks a started run
+RUN_CONFIG_FILE = "run_config.json"  # written once the data is checked: marks a started run
 BACKUP_DIR = "backup"  # per-epoch state for --resume, removed once the run has finished
 # Settings that must match for --resume to continue a run rather than start a different one.
 RESUME_KEYS = ("data", "minority", "n_real", "model", "weights", "freeze", "fine_tune", "augment",
@@ -460,9 +461,8 @@ def build_splits(config: ClassifierConfig) -> Splits:
         synthetic=np.concatenate([np.zeros(len(x_train), bool), np.ones(len(fake_x), bool)]),
         x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, files=files, generators=records,
         skipped_images=train_report.skipped + test_report.skipped,
-        converted_modes={mode: train_report.converted_modes.get(mode, 0)
-                         + test_report.converted_modes.get(mode, 0)
-                         for mode in {**train_report.converted_modes, **test_report.converted_modes}})
+        converted_modes=dict(Counter(train_report.converted_modes)
+                             + Counter(test_report.converted_modes)))
 
 
 # Training -----------------------------------------------------------------------------------
@@ -574,7 +574,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     import keras
     import tensorflow as tf
 
-    from keras_ganaug.callbacks import trim_history
+    from keras_ganaug.callbacks import TrainingBackup, trim_history
     from keras_ganaug.classifiers import build_classifier
     from keras_ganaug.data import make_dataset
     from keras_ganaug.export import write_json_atomic
@@ -609,7 +609,8 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     weights = (class_weights(splits.y_train, len(splits.class_names))
                if config.class_weights else None)
     callbacks = make_callbacks(out, config.patience, verbose, append=config.resume)
-    initial_epoch = callbacks[-1].restore(model) if config.resume else 0
+    backup = next(c for c in callbacks if isinstance(c, TrainingBackup))
+    initial_epoch = backup.restore(model) if config.resume else 0
     trim_history(out / "history.csv", initial_epoch)
     earlier = read_history(out / "history.csv") if initial_epoch else {}
     fit_started = time.perf_counter()
@@ -619,8 +620,9 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                         shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
     scores = model.predict(test_ds, verbose=0)
-    history_dict = {k: earlier.get(k, []) + [float(v) for v in values]
-                    for k, values in history.history.items()}
+    # A run resumed after its last epoch trains none: its whole history is the earlier one.
+    latest = {k: [float(v) for v in values] for k, values in history.history.items()}
+    history_dict = {k: earlier.get(k, []) + latest.get(k, []) for k in {**earlier, **latest}}
     val_loss = history_dict.get("val_loss", [])
     metrics = classification_metrics(splits.y_test, scores, splits.class_names, splits.minority)
     upscale_used = sorted({g["resize"] for g in splits.generators})

@@ -101,9 +101,10 @@ def test_gan_killed_mid_export_resumes_to_a_complete_export(capsys, tmp_path, de
 
 
 class InterruptAt:
-    """Wraps make_callbacks: a Ctrl-C at the start of epoch `epoch` (0-based)."""
+    """Wraps make_callbacks: a Ctrl-C at the start of epoch `epoch` (0-based), or, for None, once
+    training has ended (every epoch backed up, nothing evaluated yet)."""
 
-    def __init__(self, make_callbacks, epoch: int):
+    def __init__(self, make_callbacks, epoch: int | None):
         self.make_callbacks, self.epoch = make_callbacks, epoch
 
     def __call__(self, *args, **kwargs):
@@ -114,6 +115,10 @@ class InterruptAt:
         class Interrupt(keras.callbacks.Callback):
             def on_epoch_begin(self, current, logs=None):
                 if current == epoch:
+                    raise KeyboardInterrupt
+
+            def on_train_end(self, logs=None):
+                if epoch is None:
                     raise KeyboardInterrupt
 
         return [*self.make_callbacks(*args, **kwargs), Interrupt()]
@@ -141,10 +146,18 @@ def test_classifier_interrupted_resumes_to_the_full_epoch_count(capsys, monkeypa
     code, _, err = call(train_classifier.main, args, capsys)
     assert_user_error(code, err, f"--out {out}", "unfinished run", "--resume")
 
+    # Interrupted again, after the last epoch: the next resume trains no epoch, only evaluates.
+    monkeypatch.setattr(classifier_training, "make_callbacks",
+                        InterruptAt(classifier_training.make_callbacks, None))
+    code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
+    assert code == 130
+    assert json.loads((out / "backup" / "last.json").read_text())["epoch"] == 4
+    monkeypatch.undo()
+
     code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
     assert code == 0, err[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == 2 and metrics["epochs_run"] == 4
+    assert metrics["resumed_from_epoch"] == 4 and metrics["epochs_run"] == 4
     assert len(metrics["history"]["val_loss"]) == 4
     assert metrics["best_epoch"] == 1 + min(range(4), key=metrics["history"]["val_loss"].__getitem__)
     rows = (out / "history.csv").read_text().strip().splitlines()[1:]
