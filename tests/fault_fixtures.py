@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +88,3 @@ def image_folder(root: Path, counts: dict[str, dict[str, int]], size: int = 32) 
                 image = np.clip(image // 2 + 100 * class_index, 0, 255).astype(np.uint8)
                 Image.fromarray(image).save(folder / f"{name}_{i:03d}.png")
     return root
-
-
-def copy_tree(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
