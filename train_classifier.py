@@ -19,7 +19,9 @@ from keras_ganaug.errors import quiet_tensorflow, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    from keras_ganaug.errors import ArgumentParser  # flag errors: one line, exit 2
+
+    p = ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="demo",
                    help="image-folder root (ROOT/{train,test}/CLASS/*), tfds:NAME, or demo")
@@ -64,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", default="crop", choices=("crop", "pad"),
                    help="how non-square images are made square")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true",
+                   help="same seed, same bits on GPUs too (TensorFlow op determinism; slower)")
     p.add_argument("--out", help="output folder (default runs/<model>-<minority>-...)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same flags; --epochs may grow)")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave unreadable images out instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -83,12 +89,16 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate, image_size=args.image_size, channels=args.channels,
         resize=args.resize, seed=args.seed, out=args.out, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images)
+        skip_bad_images=args.skip_bad_images, resume=args.resume)
 
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
+    if args.deterministic:  # see README, Reproducibility
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     result = run(config_from_args(args), verbose=0 if args.quiet else 1)
     auc = "n/a" if result["roc_auc"] is None else f"{result['roc_auc']:.3f}"
     print(f"{result['config']['out']}: accuracy {result['accuracy']:.3f}  "

@@ -26,7 +26,9 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from keras_ganaug.errors import ArgumentParser  # flag errors: one line, exit 2
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", help="image-folder root ROOT/{train,test}/CLASS/* or tfds:NAME[:SPLIT]"
                    " (default: the built-in demo set, written to data/demo)")
     p.add_argument("--class", "--minority", dest="class_name",
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.999,
                    help="EMA decay of the exported generator; 0 exports the raw generator")
     p.add_argument("--seed", type=int, default=0, help="fixes subset, initialisation and noise")
+    p.add_argument("--deterministic", action="store_true",
+                   help="same seed, same bits on GPUs too (TensorFlow op determinism; slower)")
     p.add_argument("--out", help="output folder (default saved_models/<gan>_<class>_n<N>)")
     p.add_argument("--sample-every", type=positive_int,
                    help="epochs between sample grids (default: epochs/10)")
@@ -125,6 +129,10 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     quiet_tensorflow()
+    if args.deterministic:  # see README, Reproducibility
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     from keras_ganaug.gan_training import run
 
     summary = run(config)

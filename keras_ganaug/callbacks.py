@@ -66,6 +66,8 @@ class GANCheckpoint(keras.callbacks.Callback):
         self.folder = Path(folder)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not all(math.isfinite(float(v)) for k, v in (logs or {}).items() if k.endswith("loss")):
+            return  # a diverged epoch: the last good checkpoint must stay as it was
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".tmp-{os.getpid()}.weights.h5"
         self.model.save_weights(tmp)
@@ -117,6 +119,80 @@ class StopOnNaN(keras.callbacks.Callback):
                 self.bad = (self.epoch + 1, name)
                 self.model.stop_training = True
                 return
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """A classifier's weights, optimizer and early-stopping record after each epoch, for --resume,
+    and the best epoch's model at `best_model` (.keras).
+
+    Like keras.callbacks.BackupAndRestore plus ModelCheckpoint(save_best_only=True), but every file
+    is written to a temporary sibling and renamed, and EarlyStopping's record of the best epoch is
+    carried over, so a resumed run stops, and restores the best weights, as an uninterrupted one
+    would. List it after the EarlyStopping it follows.
+    """
+
+    def __init__(self, folder: str | os.PathLike, early_stopping, best_model: str | os.PathLike):
+        super().__init__()
+        self.folder, self.best_model = Path(folder), Path(best_model)
+        self.early_stopping = early_stopping
+        self.restored: dict | None = None
+
+    def _save_weights(self, name: str) -> None:
+        tmp = self.folder / f".tmp-{os.getpid()}.weights.h5"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.folder / name)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stopper = self.early_stopping
+        if stopper.best_epoch == epoch:
+            self._save_weights("best.weights.h5")
+            tmp = self.best_model.with_name(f".tmp-{os.getpid()}.keras")
+            self.model.save(tmp)
+            os.replace(tmp, self.best_model)
+        self._save_weights(CHECKPOINT_WEIGHTS)
+        best = None if stopper.best is None else float(stopper.best)
+        write_json_atomic(self.folder / CHECKPOINT_STATE, {
+            "epoch": epoch + 1, "wait": stopper.wait, "best": best,
+            "best_epoch": stopper.best_epoch})
+
+    def restore(self, model) -> int:
+        """Load the last backup into `model`; returns the epoch to resume from (0: no backup)."""
+        state_path = self.folder / CHECKPOINT_STATE
+        if not state_path.is_file():
+            return 0
+        self.restored = json.loads(state_path.read_text())
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # or its saved state is skipped
+        model.load_weights(self.folder / "best.weights.h5")
+        self.restored["best_weights"] = model.get_weights()
+        model.load_weights(self.folder / CHECKPOINT_WEIGHTS)
+        return int(self.restored["epoch"])
+
+    def on_train_begin(self, logs=None):
+        # Runs after EarlyStopping.on_train_begin, which resets its record.
+        if self.restored is None:
+            return
+        stopper, state = self.early_stopping, self.restored
+        stopper.wait, stopper.best, stopper.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        stopper.best_weights = state["best_weights"]
+
+
+def trim_history(history_csv: str | os.PathLike, epochs: int) -> None:
+    """Keep the first `epochs` rows of history.csv: a resumed run appends from its checkpoint.
+
+    A run killed after logging an epoch but before checkpointing it (or stopped by a NaN) would
+    otherwise leave rows that the resumed run logs again.
+    """
+    path = Path(history_csv)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    if kept != lines:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
 
 
 def plot_history(history_csv: str | os.PathLike, path: str | os.PathLike) -> None:

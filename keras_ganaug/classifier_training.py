@@ -15,13 +15,16 @@ run(ClassifierConfig(...)) is what train_classifier.py and the study grid call.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import platform
+import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +36,13 @@ from keras_ganaug.errors import UserError
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
+RUN_CONFIG_FILE = "run_config.json"  # written once the data is checked: marks a started run
+BACKUP_DIR = "backup"  # per-epoch state for --resume, removed once the run has finished
+# Settings that must match for --resume to continue a run rather than start a different one.
+RESUME_KEYS = ("data", "minority", "n_real", "model", "weights", "freeze", "fine_tune", "augment",
+               "superpixel_p", "superpixel_segments", "generators", "synthetic", "vet",
+               "vet_keep", "upscale", "class_weights", "val_fraction", "batch_size",
+               "learning_rate", "image_size", "channels", "resize", "seed", "skip_bad_images")
 GENERATION_BATCH = 64  # images per generator call: bounds memory at 224 px
 # Where keras.applications downloads its no-top ImageNet weights from, and the cached file name.
 IMAGENET_WEIGHTS = {
@@ -76,6 +86,7 @@ class ClassifierConfig:
     out: str | None = None               # None: runs/<model>-<minority>-n<N>-<synthetic>-s<seed>
     overwrite: bool = False
     skip_bad_images: bool = False
+    resume: bool = False                 # continue the interrupted run in `out`
 
 
 # --synthetic ----------------------------------------------------------------------------------
@@ -88,7 +99,7 @@ def parse_synthetic(spec: str) -> tuple[str, int | Fraction | None]:
     if text.isdigit():
         return "count", int(text)
     parts = text.split(":")
-    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and int(parts[0]) > 0:
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and min(map(int, parts)) > 0:
         return "ratio", Fraction(int(parts[1]), int(parts[0]))
     raise UserError(f"--synthetic {spec}: expected balance, a count like 200, or a real:synthetic "
                     f"ratio like 1:2")
@@ -327,6 +338,8 @@ class Splits:
     y_test: np.ndarray
     files: dict[str, list[str]]
     generators: list[dict]
+    skipped_images: list[str] = field(default_factory=list)  # unreadable, left out (--skip-bad-images)
+    converted_modes: dict[str, int] = field(default_factory=dict)  # colour modes converted, counted
 
     def counts(self, split: str) -> dict:
         """Per-class image counts of a split (train: real and synthetic separately)."""
@@ -393,14 +406,20 @@ def build_splits(config: ClassifierConfig) -> Splits:
     if test_set.class_names != train_set.class_names:
         raise UserError(f"--data {config.data}: test classes {test_set.class_names} differ from "
                         f"train classes {train_set.class_names}")
+    if len(train_set.class_names) < 2:
+        raise UserError(f"--data {config.data}: a classifier needs at least two classes; "
+                        f"{train_set.source} has only {train_set.class_names[0]!r}")
     minority = config.minority or train_set.fewest_class()
+    if minority not in train_set.class_names:
+        raise UserError(f"--minority {minority}: not a class of {train_set.source}; classes are "
+                        f"{', '.join(train_set.class_names)}")
     train_set = select_real(train_set, minority, config.n_real, config.seed)
     sources = [open_generator(p, train_set.class_names, minority, config.channels)
                for p in config.generators]
-    x_real, y_real, train_set, _ = load_images(
+    x_real, y_real, train_set, train_report = load_images(
         train_set, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
-    x_test, y_test, test_set, _ = load_images(
+    x_test, y_test, test_set, test_report = load_images(
         test_set, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
     _check_generators_never_saw(sources, test_set, "test", refuse=True)
@@ -440,7 +459,10 @@ def build_splits(config: ClassifierConfig) -> Splits:
         x_train=np.concatenate([x_train, fake_x]),
         y_train=np.concatenate([y_train, fake_y]).astype(np.int32),
         synthetic=np.concatenate([np.zeros(len(x_train), bool), np.ones(len(fake_x), bool)]),
-        x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, files=files, generators=records)
+        x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, files=files, generators=records,
+        skipped_images=train_report.skipped + test_report.skipped,
+        converted_modes=dict(Counter(train_report.converted_modes)
+                             + Counter(test_report.converted_modes)))
 
 
 # Training -----------------------------------------------------------------------------------
@@ -470,18 +492,28 @@ def train_dataset(x, y, config: ClassifierConfig):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_callbacks(out: Path, patience: int, verbose: int) -> list:
-    """Early stopping with the best weights restored, best-model checkpoint, CSV and TensorBoard."""
+def make_callbacks(out: Path, patience: int, verbose: int, append: bool = False) -> list:
+    """Early stopping with the best weights restored, CSV, TensorBoard, and last the per-epoch
+    backup that --resume restores, which also writes best.keras (`append`: go on in history.csv)."""
     import keras
 
-    return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                      restore_best_weights=True, verbose=verbose),
-        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_loss",
-                                        save_best_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
-    ]
+    from keras_ganaug.callbacks import TrainingBackup
+
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                            restore_best_weights=True, verbose=verbose)
+    return [stopper, keras.callbacks.CSVLogger(str(out / "history.csv"), append=append),
+            keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
+            TrainingBackup(out / BACKUP_DIR, stopper, out / "best.keras")]
+
+
+def read_history(history_csv: Path) -> dict[str, list[float]]:
+    """history.csv of CSVLogger -> {metric: [value per epoch]}, the shape of History.history."""
+    import pandas as pd
+
+    if not history_csv.is_file():
+        return {}
+    frame = pd.read_csv(history_csv)
+    return {c: [float(v) for v in frame[c]] for c in frame.columns if c != "epoch"}
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -495,14 +527,38 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 def prepare_out(config: ClassifierConfig) -> Path:
-    """Create OUT; refuse (never delete) a finished run there unless --overwrite."""
+    """Create OUT, checked writable; refuse (never delete) a finished or unfinished run there
+    unless --overwrite, and --resume with settings other than the run's. Writes nothing else."""
     out = Path(config.out)
-    if (out / METRICS_FILE).is_file() and not config.overwrite:
-        raise UserError(f"--out {out}: holds a finished run ({METRICS_FILE}); pass --overwrite "
-                        f"to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    finished = (out / METRICS_FILE).is_file()
+    started = (out / RUN_CONFIG_FILE).is_file()
+    if config.resume:
+        if finished:
+            raise UserError(f"--resume: {out} holds a finished run ({METRICS_FILE}); nothing to "
+                            f"resume (pass --overwrite instead of --resume to run it again)")
+        if not started:
+            raise UserError(f"--resume: {out} holds no run to resume (no {RUN_CONFIG_FILE})")
+        previous = json.loads((out / RUN_CONFIG_FILE).read_text())
+        current = asdict(config)
+        changed = [k for k in RESUME_KEYS if previous.get(k) != current[k]]
+        if changed:
+            key = changed[0]
+            raise UserError(f"--resume: --{key.replace('_', '-')} is {current[key]!r} but the run "
+                            f"in {out} used {previous.get(key)!r}")
+    elif (finished or started) and not config.overwrite:
+        what = (f"a finished run ({METRICS_FILE})" if finished
+                else "an unfinished run (pass --resume to continue it)")
+        raise UserError(f"--out {out}: holds {what}; pass --overwrite to replace it or choose "
+                        f"another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
     return out
 
 
@@ -518,6 +574,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     import keras
     import tensorflow as tf
 
+    from keras_ganaug.callbacks import TrainingBackup, trim_history
     from keras_ganaug.classifiers import build_classifier
     from keras_ganaug.data import make_dataset
     from keras_ganaug.export import write_json_atomic
@@ -531,6 +588,14 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     keras.backend.clear_session()  # a study runs many cells in one process: free the last one
     keras.utils.set_random_seed(config.seed)
     splits = build_splits(config)
+    # Only now, with the data checked, does anything in OUT change.
+    write_json_atomic(out / RUN_CONFIG_FILE, asdict(config))
+    if verbose and splits.skipped_images:
+        print(f"skipped {len(splits.skipped_images)} unreadable images (--skip-bad-images), e.g. "
+              f"{splits.skipped_images[0]}")
+    if verbose and splits.converted_modes:
+        modes = ", ".join(f"{n} {mode}" for mode, n in sorted(splits.converted_modes.items()))
+        print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
     prepared = time.perf_counter()
     trainable = 0 if config.freeze else config.fine_tune
     model = build_classifier(config.model, config.image_size, config.channels,
@@ -543,14 +608,21 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                            seed=config.seed)
     weights = (class_weights(splits.y_train, len(splits.class_names))
                if config.class_weights else None)
+    callbacks = make_callbacks(out, config.patience, verbose, append=config.resume)
+    backup = next(c for c in callbacks if isinstance(c, TrainingBackup))
+    initial_epoch = backup.restore(model) if config.resume else 0
+    trim_history(out / "history.csv", initial_epoch)
+    earlier = read_history(out / "history.csv") if initial_epoch else {}
     fit_started = time.perf_counter()
     # shuffle=False: train_ds already reshuffles every epoch, with the run's seed.
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        class_weight=weights, verbose=verbose, shuffle=False,
-                        callbacks=make_callbacks(out, config.patience, verbose))
+                        initial_epoch=initial_epoch, class_weight=weights, verbose=verbose,
+                        shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
     scores = model.predict(test_ds, verbose=0)
-    history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
+    # A run resumed after its last epoch trains none: its whole history is the earlier one.
+    latest = {k: [float(v) for v in values] for k, values in history.history.items()}
+    history_dict = {k: earlier.get(k, []) + latest.get(k, []) for k in {**earlier, **latest}}
     val_loss = history_dict.get("val_loss", [])
     metrics = classification_metrics(splits.y_test, scores, splits.class_names, splits.minority)
     upscale_used = sorted({g["resize"] for g in splits.generators})
@@ -562,6 +634,9 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
         "val_counts": splits.counts("val"),
         "test_counts": splits.counts("test"),
         "generators": splits.generators,
+        "skipped_images": splits.skipped_images,
+        "converted_modes": splits.converted_modes,
+        "resumed_from_epoch": initial_epoch,
         "upscale": upscale_used,
         "class_weights": weights,
         "epochs_run": len(val_loss),
@@ -584,4 +659,5 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     write_json_atomic(out / "splits.json", splits.files)
     result["timings"]["total_seconds"] = time.perf_counter() - started
     write_json_atomic(out / METRICS_FILE, result)  # last: its presence marks a finished run
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
     return result

@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 user or data error (one line on stderr), 1 a bug (trace
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -13,6 +14,13 @@ from collections.abc import Callable
 
 class UserError(Exception):
     """A problem with the user's input or data: said in one line, exit code 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose flag errors are UserErrors: one line on stderr and exit code 2, like the rest."""
+
+    def error(self, message: str):
+        raise UserError(message)
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:

@@ -113,15 +113,33 @@ class DiscriminatorModule(tf.Module):
         return self._score(to_float(images), class_ids)
 
 
-def _replace_dir(new: Path, final: Path) -> None:
-    """Move `new` to `final`; an existing `final` is only removed once `new` is in place."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(new, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _install(staging: Path, out_dir: Path, names: tuple[str, ...], metadata: dict) -> None:
+    """Rename staging/NAME onto out_dir/NAME for each name, then write metadata.json.
+
+    Old folders are set aside, not deleted, until everything is in place: if any step fails
+    they are put back, so the previous export stays whole and consistent with its metadata.
+    """
+    moved: list[tuple[Path, Path | None]] = []
+    try:
+        for name in names:
+            final = out_dir / name
+            old = None
+            if final.exists():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                os.replace(final, old)
+            moved.append((final, old))
+            os.replace(staging / name, final)
+        write_json_atomic(out_dir / METADATA_FILE, metadata)
+    except BaseException:
+        for final, old in reversed(moved):
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            if old is not None:
+                os.replace(old, final)
+        raise
+    for _, old in moved:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -147,13 +165,13 @@ def export_gan(gan, out_dir: str | os.PathLike, metadata: dict) -> Path:
                 "latent_size": gan.generator_input_dim, "latent_dim": gan.latent_dim,
                 "num_classes": gan.num_classes, "ema": gan.ema_generator is not None,
                 **gan.export_info()}
+    for stale in out_dir.glob(".export-*"):  # left by a run killed mid-export
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         tf.saved_model.save(GeneratorModule(gan, metadata), str(staging / "generator"))
         tf.saved_model.save(DiscriminatorModule(gan, metadata), str(staging / "discriminator"))
-        _replace_dir(staging / "generator", out_dir / "generator")
-        _replace_dir(staging / "discriminator", out_dir / "discriminator")
-        write_json_atomic(out_dir / METADATA_FILE, metadata)
+        _install(staging, out_dir, ("generator", "discriminator"), metadata)
     except OSError as err:
         raise UserError(f"{out_dir}: could not write the export ({err.strerror or err}); "
                         f"earlier exports there were left as they were") from err

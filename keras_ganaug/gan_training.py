@@ -95,6 +95,9 @@ def prepare_training_set(config: GANConfig):
     source = str(make_demo_data()) if config.data is None else config.data
     images = data_lib.list_images(source, "train")
     class_name = config.class_name or images.fewest_class()
+    if class_name not in images.class_names:
+        raise UserError(f"--class {class_name}: not a class of {images.source}; classes are "
+                        f"{', '.join(images.class_names)}")
     class_id = images.class_index(class_name)
     images = data_lib.select_real(images, class_name, config.n_real, config.seed)
     if not gan_class(config.gan, config.conditional).conditional:
@@ -185,6 +188,7 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
         gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
     initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
+    cb.trim_history(out / "history.csv", initial_epoch)
     metadata = {
         "class_names": list(images.class_names),
         "trained_class": None if gan.conditional else class_name,
