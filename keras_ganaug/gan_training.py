@@ -14,7 +14,7 @@ FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
 RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
-               "cat_codes", "cont_codes", "n_critic", "gp_weight")
+               "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision")
 # ADA's p may move from 0 to 1 after this many passes over the real images, whatever their number.
 ADA_SPEED_EPOCHS = 50
 

@@ -615,7 +615,8 @@ def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, se
     config_dict["n_real"] = [n_label(n) for n in config.n_real]
     write_json(out / "study.json", {"config": config_dict})
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    write_json(out / "invocations" / f"{stamp}-{os.getpid()}.json",
+    # pid and nanoseconds: two runs in one process and second must not share a file name
+    write_json(out / "invocations" / f"{stamp}-{os.getpid()}-{time.time_ns()}.json",
                {"command": "python -m keras_ganaug.study " + shlex.join(argv or []),
                 "shard": list(config.shard), "wall_seconds": round(seconds, 1),
                 "finished": stamp, **outcome})
