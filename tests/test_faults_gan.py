@@ -253,14 +253,21 @@ image.save(sys.argv[1], quality=80)
 """
 
 LOAD_AND_MEASURE = """
-import json, resource, sys
+import json, sys
 from keras_ganaug import data
 assert "tensorflow" not in sys.modules
-resident_mib = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+def status_mib(key):
+    # VmHWM is this process image's own peak. getrusage's ru_maxrss is not: Linux carries the
+    # forking parent's peak across exec, so under a big pytest process it read ~1.9 GiB here.
+    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
+    return int(line.split()[1]) / 1024
+
+resident_mib = status_mib("VmRSS")
 images = data.list_images(sys.argv[1], "train")
 arrays, labels, loaded, report = data.load_images(images, 32, 3)
 hashes = data.file_hashes(loaded)
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak_mib = status_mib("VmHWM")
 huge = arrays[loaded.files.index(sys.argv[2])]
 print(json.dumps({"shape": list(arrays.shape), "growth_mib": peak_mib - resident_mib,
                   "centre": huge[16, 16].tolist(), "corner": huge[0, 0].tolist()}))
