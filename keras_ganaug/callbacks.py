@@ -11,7 +11,8 @@ import keras
 import numpy as np
 from PIL import Image
 
-from keras_ganaug.export import export_gan, write_json_atomic
+from keras_ganaug.export import export_gan
+from keras_ganaug.files import write_json_atomic
 
 CHECKPOINT_WEIGHTS = "last.weights.h5"
 CHECKPOINT_STATE = "last.json"

@@ -33,6 +33,7 @@ import numpy as np
 
 from keras_ganaug import __version__
 from keras_ganaug.errors import UserError
+from keras_ganaug.files import ensure_writable, write_json_atomic
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
@@ -552,13 +553,7 @@ def prepare_out(config: ClassifierConfig) -> Path:
                 else "an unfinished run (pass --resume to continue it)")
         raise UserError(f"--out {out}: holds {what}; pass --overwrite to replace it or choose "
                         f"another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+    ensure_writable(out)
     return out
 
 
@@ -577,7 +572,6 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     from keras_ganaug.callbacks import TrainingBackup, trim_history
     from keras_ganaug.classifiers import build_classifier
     from keras_ganaug.data import make_dataset
-    from keras_ganaug.export import write_json_atomic
     from keras_ganaug.metrics.classification import (
         classification_metrics,
         plot_confusion_matrix,

@@ -37,6 +37,7 @@ import tensorflow as tf
 from keras_ganaug import __version__
 from keras_ganaug.data import to_float, to_uint8
 from keras_ganaug.errors import UserError
+from keras_ganaug.files import write_json_atomic
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
@@ -140,19 +141,6 @@ def _install(staging: Path, out_dir: Path, names: tuple[str, ...], metadata: dic
     for _, old in moved:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_gan(gan, out_dir: str | os.PathLike, metadata: dict) -> Path:

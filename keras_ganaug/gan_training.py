@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keras_ganaug import data as data_lib
 from keras_ganaug.errors import UserError
+from keras_ganaug.files import ensure_writable
 
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
@@ -76,13 +77,7 @@ def _check_out(out: Path, config: GANConfig) -> None:
         what = "a finished run" if finished else "an unfinished run (pass --resume to continue it)"
         raise UserError(f"--out {out}: already holds {what}; pass --overwrite to replace it or "
                         f"choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{time.time_ns()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+    ensure_writable(out)
 
 
 def prepare_training_set(config: GANConfig):

@@ -271,15 +271,15 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
     study = _read_json(out / "study.json")
     paths = {"summary": str(out / "summary.csv"), "report": str(out / "report.md")}
     if results.empty:
-        from keras_ganaug.study import write_atomic
+        from keras_ganaug.files import write_text_atomic
 
-        write_atomic(out / "summary.csv", ",".join(SUMMARY_COLUMNS) + "\n")
-        write_atomic(out / "report.md", "# Study report\n\nNo finished cells yet.\n")
+        write_text_atomic(out / "summary.csv", ",".join(SUMMARY_COLUMNS) + "\n")
+        write_text_atomic(out / "report.md", "# Study report\n\nNo finished cells yet.\n")
         return paths
     summary = summarize(results)
-    from keras_ganaug.study import write_atomic
+    from keras_ganaug.files import write_text_atomic
 
-    write_atomic(out / "summary.csv", summary.to_csv(index=False))
+    write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
     methods = method_order(results, study.get("config", {}).get("methods"))
     ns = n_order(results)
     figures = {}
@@ -288,7 +288,7 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
             figures[metric] = plot_metric(summary, methods, metric,
                                           out / "figures" / f"{metric}_vs_n.png")
     paths.update({f"figure_{k}": v for k, v in figures.items()})
-    write_atomic(out / "report.md", render(out, results, summary, study, methods, ns, figures))
+    write_text_atomic(out / "report.md", render(out, results, summary, study, methods, ns, figures))
     return paths
 
 

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
+from keras_ganaug.files import write_text_atomic
 
 GANS = ("dcgan", "cgan", "wgan-gp", "infogan")
 GAN_AUGMENTS = ("diffaugment", "ada")
@@ -206,23 +207,8 @@ def shard_units(units: list[list[Cell]], shard: tuple[int, int]) -> list[list[Ce
 
 # Files -------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file through a temporary sibling and a rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, payload) -> None:
-    write_atomic(path, json.dumps(payload, indent=1, default=str))
+    write_text_atomic(path, json.dumps(payload, indent=1, default=str))
 
 
 def finished_cells(out: Path) -> dict[str, dict]:
@@ -248,7 +234,7 @@ def write_results(out: Path) -> Path:
         frame = frame[first + sorted(c for c in frame.columns if c not in first)]
         frame = frame.sort_values(["n_minority", "method", "seed"], kind="stable")
     path = out / "results.csv"
-    write_atomic(path, frame.to_csv(index=False))
+    write_text_atomic(path, frame.to_csv(index=False))
     return path
 
 
