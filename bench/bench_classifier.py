@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,15 @@ def measure(model_name: str, precision: str, image_size: int, batch_size: int, w
     return {"model": model_name, "precision": policy, "image_size": image_size,
             "batch_size": batch_size, "parameters": model.count_params(),
             "img_per_s": statistics.median(rates), "window_img_per_s": rates,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": own_peak_rss_mib()}
+
+
+def own_peak_rss_mib() -> float:
+    """This process image's peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's peak
+    across fork and exec into it, and the parent here has TensorFlow loaded."""
+    with open("/proc/self/status") as status:
+        line = next(x for x in status if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
