@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality-steps", type=int, default=None,
                    help="DCGAN steps per quality run (default 150; 0 or --quick: skipped)")
     p.add_argument("--quality-seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--json", default="bench/results_gan.json", help="where to write all figures")
+    p.add_argument("--json", help="where to write all figures (default bench/results_gan.json, "
+                   "bench/results_gan_quick.json with --quick, so a quick run keeps the full table)")
     return p
 
 
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     if quality_steps:
         report["quality"] = bench_quality(precision, quality_steps, args.quality_seeds,
                                           args.batch_size)
-    out = Path(args.json)
+    out = Path(args.json or ("bench/results_gan_quick.json" if args.quick
+                             else "bench/results_gan.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=1))
