@@ -23,7 +23,8 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+            resume_hint: str = "rerun with --resume to go on") -> int:
     """Call `main(argv)` and map its outcome to an exit code; `--debug` shows tracebacks."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -35,7 +36,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: partial outputs were left as they were (use --resume to go on)",
+        print(f"interrupted: partial outputs were left as they were ({resume_hint})",
               file=sys.stderr)
         return 130
 

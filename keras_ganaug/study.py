@@ -744,7 +744,8 @@ def _main(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry: flags -> study; user errors -> one line on stderr and exit code 2."""
-    return run_cli(_main, argv)
+    # Finished cells are kept on disk, so the same command resumes the grid: it has no --resume.
+    return run_cli(_main, argv, resume_hint="rerun the same command to go on")
 
 
 if __name__ == "__main__":

@@ -362,3 +362,17 @@ def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
     assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
+    """The study has no --resume flag: Ctrl-C must point at rerunning the same command."""
+
+    def interrupted(config, argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_study", interrupted)
+    code = study.main(["--methods", "real", "--n-real", "8", "--seeds", "1",
+                       "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "rerun the same command" in err and "--resume" not in err
