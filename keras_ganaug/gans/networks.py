@@ -3,6 +3,8 @@
 DCGAN-style (Radford et al. 2016): the generator upsamples a 4x4 map by strided transposed
 convolutions, halving filters each time; the discriminator mirrors it with strided convolutions.
 Outputs that feed losses (tanh image, D score, heads) are float32 even under mixed precision.
+Convolutions and batch norm come from fast_layers (Keras layers with faster training kernels on
+CPU); fast_layers=False builds the stock Keras layers instead, for the bench's reference.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import keras
 from keras import layers
 
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans import fast_layers as fast
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
 MAX_FILTERS = 512
@@ -30,29 +33,35 @@ def _filters(width: int, stage: int) -> int:
     return min(width * 2**stage, MAX_FILTERS)
 
 
+def _layer_kinds(fast_layers: bool):
+    if fast_layers:
+        return fast.Conv2D, fast.Conv2DTranspose, fast.FusedBatchNormalization
+    return layers.Conv2D, layers.Conv2DTranspose, layers.BatchNormalization
+
+
 def build_generator(image_size: int, channels: int, input_dim: int, width: int = 64,
-                    name: str = "generator") -> keras.Model:
+                    name: str = "generator", fast_layers: bool = True) -> keras.Model:
     """input vector [B, input_dim] -> image [B, size, size, channels] in [-1, 1]."""
     stages = check_image_size(image_size)
+    _, conv_transpose, batch_norm = _layer_kinds(fast_layers)
     noise = keras.Input((input_dim,), name="latent")
     top = _filters(width, stages - 1)
     x = layers.Dense(4 * 4 * top, use_bias=False)(noise)
-    x = layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     x = layers.ReLU()(x)
     x = layers.Reshape((4, 4, top))(x)
     for stage in reversed(range(stages - 1)):
-        x = layers.Conv2DTranspose(_filters(width, stage), 4, strides=2, padding="same",
-                                   use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = conv_transpose(_filters(width, stage), 4, strides=2, padding="same", use_bias=False)(x)
+        x = batch_norm()(x)
         x = layers.ReLU()(x)
-    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same")(x)
+    x = conv_transpose(channels, 4, strides=2, padding="same")(x)
     image = layers.Activation("tanh", dtype="float32", name="image")(x)
     return keras.Model(noise, image, name=name)
 
 
 def build_discriminator(image_size: int, channels: int, width: int = 64, norm: str | None = "batch",
                         num_classes: int = 0, heads: dict[str, int] | None = None,
-                        name: str = "discriminator") -> keras.Model:
+                        name: str = "discriminator", fast_layers: bool = True) -> keras.Model:
     """image [B,H,W,C] (+ class id [B] when num_classes) -> {"score": [B,1], head: [B,units]...}.
 
     norm: "batch" (DCGAN), "layer" (WGAN-GP: a per-sample norm keeps the gradient penalty valid,
@@ -63,14 +72,14 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
     heads: extra float32 dense outputs on the shared body (InfoGAN's Q head).
     """
     stages = check_image_size(image_size)
+    conv, _, batch_norm = _layer_kinds(fast_layers)
     image = keras.Input((image_size, image_size, channels), name="image")
-    x = layers.Conv2D(width, 4, strides=2, padding="same")(image)
+    x = conv(width, 4, strides=2, padding="same")(image)
     x = layers.LeakyReLU(0.2)(x)
     for stage in range(1, stages):
-        x = layers.Conv2D(_filters(width, stage), 4, strides=2, padding="same",
-                          use_bias=norm is None)(x)
+        x = conv(_filters(width, stage), 4, strides=2, padding="same", use_bias=norm is None)(x)
         if norm == "batch":
-            x = layers.BatchNormalization()(x)
+            x = batch_norm()(x)
         elif norm == "layer":
             x = layers.LayerNormalization(axis=[1, 2, 3])(x)
         x = layers.LeakyReLU(0.2)(x)
