@@ -10,7 +10,8 @@ For each GAN and image size, in ONE process and alternately (so a busy machine s
   ours       the package's GAN class with its default flags (EMA, augment none) and --precision
              auto, exactly what train_gan.py trains.
 Each path trains on the demo images through fit(); after a warm-up window, img/s is the median over
-timed windows. Peak RSS is the bench process's (both paths and all sizes so far).
+timed windows, each timed from the start of its first step to the end of its last (StepClock).
+Peak RSS is the bench process's (both paths and all sizes so far).
 
 Quality (full run, or --quality-steps N): DCGAN on the demo set's benign class, float32 against the
 auto precision, same seeds and steps; KID (keras_ganaug.metrics.quality) of 500 EMA-generator
@@ -42,7 +43,7 @@ from keras_ganaug import data as data_lib  # noqa: E402
 from keras_ganaug import runtime  # noqa: E402
 from keras_ganaug.classifiers import build_classifier  # noqa: E402
 from keras_ganaug.demo import make_demo_data  # noqa: E402
-from keras_ganaug.gans import GAN_NAMES, gan_class  # noqa: E402
+from keras_ganaug.gans import GAN_NAMES, gan_class, networks  # noqa: E402
 from keras_ganaug.metrics import quality  # noqa: E402
 
 QUALITY_SAMPLES = 500
@@ -55,10 +56,24 @@ class ReferenceGAN(keras.Model):
     its loss definitions are used, so the reference trains the same model with the same objective.
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec, generator_training=True):
         super().__init__()
         self.spec = spec
+        # Stock Keras layers, as a keras.io user's networks would have: the package's faster
+        # layers (gans/fast_layers.py) are one of the things measured.
+        spec.generator = networks.build_generator(
+            spec.image_size, spec.channels, spec.generator_input_dim, spec.width,
+            fast_layers=False)
+        spec.discriminator = networks.build_discriminator(
+            spec.image_size, spec.channels, spec.width, norm=spec.d_norm,
+            num_classes=spec.num_classes if spec.conditional else 0, heads=spec.heads(),
+            fast_layers=False)
         self.generator, self.discriminator = spec.generator, spec.discriminator
+        # keras.io's DCGAN calls its (batch-norm free) generator without `training`; on networks
+        # with batch norm that would train a generator whose batch norm never leaves inference
+        # mode, a different and cheaper model, so the reference says training=True as keras.io's
+        # WGAN-GP example does. False is kept to measure what that costs.
+        self.generator_training = generator_training
         self.seed_generator = keras.random.SeedGenerator(1)
 
     def compile(self):
@@ -78,7 +93,7 @@ class ReferenceGAN(keras.Model):
         spec = self.spec
         for _ in range(spec.d_steps):
             latent, u = self._latent(batch_size, class_ids)
-            fake = self.generator(latent)
+            fake = self.generator(latent, training=self.generator_training)
             combined = tf.concat([real, fake], axis=0)
             both_ids = tf.concat([class_ids, class_ids], axis=0)
             with tf.GradientTape() as tape:
@@ -95,7 +110,8 @@ class ReferenceGAN(keras.Model):
                                                  strict=True))
         latent, u = self._latent(batch_size, class_ids)
         with tf.GradientTape() as tape:
-            fake_out = spec.discriminate(self.generator(latent), class_ids)
+            fake_out = spec.discriminate(
+                self.generator(latent, training=self.generator_training), class_ids)
             g_loss = tf.reduce_mean(spec.generator_loss(fake_out, u, class_ids)[0])
         grads = tape.gradient(g_loss, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
@@ -128,6 +144,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+class StepClock(keras.callbacks.Callback):
+    """Wall and CPU time from the start of a fit's first step to the end of its last step.
+
+    fit() itself costs about half a second to start and stop (iterator, callbacks), paid once
+    per training run; in a window of a few seconds it would weigh more on the faster path.
+    """
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds = time.perf_counter() - self.start  # a step returns when it has run (CPU)
+        self.cpu_seconds = time.process_time() - self.cpu_start
+
+
 def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps: int) -> dict:
     """img/s of each model: an untimed warm-up window each, then `windows` rounds in turn.
 
@@ -141,10 +173,10 @@ def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps
     cpu_seconds = {name: [] for name in models}
     for _ in range(windows):
         for name, model in models.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-            seconds[name].append(time.perf_counter() - start)
-            cpu_seconds[name].append(time.process_time() - cpu_start)
+            clock = StepClock()
+            model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
+            seconds[name].append(clock.seconds)
+            cpu_seconds[name].append(clock.cpu_seconds)
     first, first_cpu = seconds[next(iter(models))], cpu_seconds[next(iter(models))]
 
     def paired(a, b):
@@ -175,7 +207,7 @@ def bench_speed(name: str, image_size: int, args, precision: str) -> dict:
         models[f"ours_spe{spe}"] = build_pair(name, image_size, len(loaded.class_names),
                                               precision, spe)[1]
     # Windows of a few seconds: twice the steps at 64 px, and fewer for GANs with critic steps.
-    steps = max(1, args.window_steps * (2 if image_size <= 64 else 1) // ours.d_steps)
+    steps = max(2, args.window_steps * (2 if image_size <= 64 else 1) // ours.d_steps)
     result = time_alternately(models, dataset, args.batch_size, args.windows, steps)
     return {"gan": name, "image_size": image_size, "batch_size": args.batch_size,
             "window_steps": steps, "variants": result, "peak_rss_mib": peak_rss_mib()}
@@ -233,13 +265,13 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="DCGAN at 64 px only, 9 windows, no quality check (< 3 min)")
+                   help="DCGAN at 64 px only, 7 windows, no quality check (< 3 min)")
     p.add_argument("--gans", nargs="*", default=list(GAN_NAMES),
                    help="GANs to time (default: all; none: only the quality check)")
     p.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--windows", type=int, default=5, help="timed windows per path (median)")
-    p.add_argument("--window-steps", type=int, default=2,
+    p.add_argument("--window-steps", type=int, default=4,
                    help="train steps per window at 128 px; twice as many at 64 px; divided by "
                    "the critic steps of WGAN-GP")
     p.add_argument("--steps-per-execution", type=int, nargs="*", default=[],
@@ -256,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.gans, args.sizes, args.windows, args.window_steps = ["dcgan"], [64], 9, 2
+        args.gans, args.sizes, args.windows, args.window_steps = ["dcgan"], [64], 7, 4
     quality_steps = args.quality_steps if args.quality_steps is not None else (
         0 if args.quick else 150)
     precision = runtime.choose_precision(args.precision)
