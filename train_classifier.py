@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_ganaug import runtime
 from keras_ganaug.classifier_training import ClassifierConfig, run
 from keras_ganaug.errors import quiet_tensorflow, run_cli
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true",
                    help="same seed, same bits on GPUs too (TensorFlow op determinism; slower)")
+    runtime.add_flags(p, "float32", "; bench/RESULTS.md says which models bfloat16 speeds up")
     p.add_argument("--out", help="output folder (default runs/<model>-<minority>-...)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
@@ -89,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate, image_size=args.image_size, channels=args.channels,
         resize=args.resize, seed=args.seed, out=args.out, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images, resume=args.resume)
+        skip_bad_images=args.skip_bad_images, resume=args.resume, precision=args.precision,
+        strategy=args.strategy)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from keras_ganaug import runtime
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
 from keras_ganaug.runtime import PRECISION_CHOICES, STRATEGY_CHOICES
 
@@ -65,13 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between sample grids (default: epochs/10)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="epochs between SavedModel snapshots in OUT/snapshots (default 0: off)")
-    p.add_argument("--precision", default="auto",
-                   help="auto (default: mixed_bfloat16 on CPUs with AMX / AVX512-BF16, "
-                   "mixed_float16 on CUDA GPUs, else float32), float32, mixed_bfloat16, "
-                   "mixed_float16")
-    p.add_argument("--strategy", default="auto",
-                   help="auto (default: mirrored over several local GPUs, else one device), "
-                   "mirrored, or multiworker (machines listed in TF_CONFIG, see README)")
+    runtime.add_flags(p)
     p.add_argument("--steps-per-execution", type=positive_int, default=1,
                    help="train steps per call into TensorFlow (default 1)")
     p.add_argument("--skip-bad-images", action="store_true",

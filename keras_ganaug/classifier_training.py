@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ganaug import __version__
+from keras_ganaug import __version__, runtime
 from keras_ganaug.errors import UserError
 from keras_ganaug.files import ensure_writable, write_json_atomic
 
@@ -43,7 +43,8 @@ BACKUP_DIR = "backup"  # per-epoch state for --resume, removed once the run has 
 RESUME_KEYS = ("data", "minority", "n_real", "model", "weights", "freeze", "fine_tune", "augment",
                "superpixel_p", "superpixel_segments", "generators", "synthetic", "vet",
                "vet_keep", "upscale", "class_weights", "val_fraction", "batch_size",
-               "learning_rate", "image_size", "channels", "resize", "seed", "skip_bad_images")
+               "learning_rate", "image_size", "channels", "resize", "seed", "skip_bad_images",
+               "precision")
 GENERATION_BATCH = 64  # images per generator call: bounds memory at 224 px
 # Where keras.applications downloads its no-top ImageNet weights from, and the cached file name.
 IMAGENET_WEIGHTS = {
@@ -88,6 +89,10 @@ class ClassifierConfig:
     overwrite: bool = False
     skip_bad_images: bool = False
     resume: bool = False                 # continue the interrupted run in `out`
+    # float32 by default: on the 2-core AVX512-BF16 CPU of bench/RESULTS.md, bfloat16 trained
+    # simple-cnn and vgg16 about 2x faster but cnn5 and resnet50 slower; pick it per model.
+    precision: str = "float32"           # auto | float32 | mixed_bfloat16 | mixed_float16
+    strategy: str = "auto"               # auto | mirrored | multiworker (TF_CONFIG)
 
 
 # --synthetic ----------------------------------------------------------------------------------
@@ -179,6 +184,12 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
         raise UserError(f"--channels {config.channels}: expected 1 or 3")
     if config.learning_rate is not None and config.learning_rate <= 0:
         raise UserError(f"--learning-rate {config.learning_rate}: expected a positive number")
+    if config.precision not in runtime.PRECISION_CHOICES:
+        raise UserError(f"--precision {config.precision}: expected one of "
+                        f"{', '.join(runtime.PRECISION_CHOICES)}")
+    if config.strategy not in runtime.STRATEGY_CHOICES:
+        raise UserError(f"--strategy {config.strategy}: expected one of "
+                        f"{', '.join(runtime.STRATEGY_CHOICES)}")
     out = config.out or str(Path("runs") / _run_name(config, synthetic))
     return replace(config, weights=weights, synthetic=synthetic, out=out,
                    generators=[str(g) for g in config.generators])
@@ -541,9 +552,11 @@ def prepare_out(config: ClassifierConfig) -> Path:
                             f"resume (pass --overwrite instead of --resume to run it again)")
         if not started:
             raise UserError(f"--resume: {out} holds no run to resume (no {RUN_CONFIG_FILE})")
-        previous = json.loads((out / RUN_CONFIG_FILE).read_text())
+        # A setting added after the run started (older version) counts as its default.
+        previous = {**asdict(ClassifierConfig()),
+                    **json.loads((out / RUN_CONFIG_FILE).read_text())}
         current = asdict(config)
-        changed = [k for k in RESUME_KEYS if previous.get(k) != current[k]]
+        changed = [k for k in RESUME_KEYS if previous[k] != current[k]]
         if changed:
             key = changed[0]
             raise UserError(f"--resume: --{key.replace('_', '-')} is {current[key]!r} but the run "
@@ -581,6 +594,8 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
 
     keras.backend.clear_session()  # a study runs many cells in one process: free the last one
     keras.utils.set_random_seed(config.seed)
+    precision = runtime.choose_precision(config.precision)
+    strategy = runtime.choose_strategy(config.strategy)  # TF_CONFIG checked before OUT changes
     splits = build_splits(config)
     # Only now, with the data checked, does anything in OUT change.
     write_json_atomic(out / RUN_CONFIG_FILE, asdict(config))
@@ -592,9 +607,14 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
     prepared = time.perf_counter()
     trainable = 0 if config.freeze else config.fine_tune
-    model = build_classifier(config.model, config.image_size, config.channels,
-                             len(splits.class_names), weights=config.weights,
-                             trainable_layers=trainable, learning_rate=config.learning_rate)
+    # Built and compiled inside the scope: its variables and optimizer state live on every
+    # replica, and the policy gives the layers their 16-bit compute (the softmax stays float32).
+    with runtime.precision_scope(precision), strategy.scope():
+        model = build_classifier(config.model, config.image_size, config.channels,
+                                 len(splits.class_names), weights=config.weights,
+                                 trainable_layers=trainable, learning_rate=config.learning_rate)
+        if strategy.num_replicas_in_sync > 1:
+            runtime.synchronize_batch_norm(model)
     train_ds = train_dataset(splits.x_train, splits.y_train, config)
     val_ds = make_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle=False,
                           seed=config.seed)
@@ -638,6 +658,8 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
         "best_val_loss": float(min(val_loss)) if val_loss else None,
         "history": history_dict,
         "parameters": int(model.count_params()),
+        "precision": precision,
+        "replicas": strategy.num_replicas_in_sync,
         "timings": {"prepare_seconds": prepared - started, "train_seconds": train_seconds,
                     "total_seconds": time.perf_counter() - started},
         "versions": {"keras_ganaug": __version__, "tensorflow": tf.__version__,

@@ -104,7 +104,7 @@ def _simple_cnn(x, n_classes: int):
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.5)(x)
-    return layers.Dense(n_classes, activation="softmax")(x)
+    return layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
 
 
 def _cnn5(x, n_classes: int):
@@ -119,7 +119,7 @@ def _cnn5(x, n_classes: int):
     for units in (256, 128):
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(0.25)(x)
-    return layers.Dense(n_classes, activation="softmax")(x)
+    return layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
 
 
 def build_classifier(model_name: str, image_size: int, channels: int, n_classes: int, *,
@@ -151,7 +151,7 @@ def build_classifier(model_name: str, image_size: int, channels: int, n_classes:
         x = backbone(x, training=False if weights != "none" else None)
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(0.3)(x)
-        outputs = layers.Dense(n_classes, activation="softmax")(x)
+        outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=model_name.replace("-", "_"))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate or DEFAULT_LEARNING_RATE[model_name]),

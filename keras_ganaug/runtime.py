@@ -88,6 +88,19 @@ def precision_scope(policy: str):
         apply_precision(previous)
 
 
+def add_flags(parser, precision_default: str = "auto", precision_note: str = "") -> None:
+    """--precision and --strategy, worded the same in train_gan.py and train_classifier.py."""
+    parser.add_argument(
+        "--precision", default=precision_default,
+        help=f"{', '.join(PRECISION_CHOICES)} (default {precision_default}); auto picks "
+        "mixed_bfloat16 on CPUs with AMX / AVX512-BF16, mixed_float16 on CUDA GPUs, else "
+        f"float32{precision_note}")
+    parser.add_argument(
+        "--strategy", default="auto",
+        help="auto (default: mirrored over several local GPUs, else one device), mirrored, or "
+        "multiworker (machines listed in TF_CONFIG, see README)")
+
+
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG")
     if not text:

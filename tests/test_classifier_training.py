@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,8 @@ def test_class_weights_equal_sklearn_balanced():
     ({"model": "cnn5", "weights": "imagenet"}, "always trains from scratch"),
     ({"val_fraction": 0.0}, "--val-fraction"),
     ({"augment": "mixup"}, "--augment mixup"),
+    ({"precision": "half"}, "--precision half: expected one of auto, float32"),
+    ({"strategy": "ring"}, "--strategy ring: expected one of auto, mirrored, multiworker"),
 ])
 def test_bad_settings_are_one_line_user_errors(data_root, gan, tmp_path, kwargs, message):
     kwargs = {k: [str(gan) if g == "GAN" else g for g in v] if k == "generators" else v
@@ -224,3 +227,30 @@ def test_run_writes_metrics_and_refuses_to_overwrite_a_finished_run(data_root, g
         run(config, verbose=0)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert os.path.getsize(out / "metrics.json") > 0
+
+
+def test_bfloat16_run_computes_in_bfloat16_and_scores_in_float32(data_root, tmp_path):
+    """--precision mixed_bfloat16: 16-bit layers, float32 softmax (probabilities that sum to 1),
+    and the policy recorded; the global policy is float32 again for whatever runs next."""
+    import keras
+
+    config = ClassifierConfig(data=str(data_root), model="cnn5", image_size=32, epochs=1,
+                              batch_size=8, precision="mixed_bfloat16", out=str(tmp_path / "out"))
+    result = run(config, verbose=0)
+    assert result["precision"] == "mixed_bfloat16" and result["replicas"] == 1
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    model = keras.saving.load_model(tmp_path / "out" / "best.keras")
+    assert model.get_layer(index=1).compute_dtype == "bfloat16"
+    assert model.layers[-1].compute_dtype == "float32"
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    scores = model.predict(images, verbose=0)
+    assert scores.dtype == np.float32 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    assert 0.0 <= result["roc_auc"] <= 1.0
+
+
+def test_resume_refuses_a_changed_precision(data_root, tmp_path):
+    started = _config(data_root, tmp_path, precision="float32")
+    Path(started.out).mkdir()
+    (Path(started.out) / "run_config.json").write_text(json.dumps(asdict(started)))
+    with pytest.raises(UserError, match="--resume: --precision is 'mixed_bfloat16' but the run"):
+        run(replace(started, precision="mixed_bfloat16", resume=True), verbose=0)
