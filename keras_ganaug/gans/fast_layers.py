@@ -68,10 +68,13 @@ def filter_gradient(images, output_gradient):
     return tf.cast(tf.reshape(kernel, [4, 4, channels, filters]), output_gradient.dtype)
 
 
+# The convolution and its transpose are each other's input gradient. Each one's gradient calls
+# the other, so second derivatives (WGAN-GP's penalty differentiates the critic's input gradient
+# by its weights) take filter_gradient too instead of oneDNN's backward-weights kernel.
 @tf.custom_gradient
 def _strided_conv(images, kernel):
     def gradient(output_gradient):
-        return (tf.nn.conv2d_transpose(output_gradient, kernel, tf.shape(images), 2, "SAME"),
+        return (_strided_conv_transpose(output_gradient, kernel, tf.shape(images)),
                 filter_gradient(images, output_gradient))
 
     return tf.nn.conv2d(images, kernel, 2, "SAME"), gradient
@@ -80,7 +83,7 @@ def _strided_conv(images, kernel):
 @tf.custom_gradient
 def _strided_conv_transpose(inputs, kernel, output_shape):
     def gradient(output_gradient):
-        return (tf.nn.conv2d(output_gradient, kernel, 2, "SAME"),
+        return (_strided_conv(output_gradient, kernel),
                 filter_gradient(output_gradient, inputs), None)
 
     return tf.nn.conv2d_transpose(inputs, kernel, output_shape, 2, "SAME"), gradient
