@@ -5,7 +5,8 @@
 
 Each (model, precision) runs in its own fresh interpreter, so its peak RSS is its own. Models come
 from keras_ganaug.classifiers.build_classifier with weights="none" (no download), trained by fit()
-on the demo train split (both classes); img/s is the median over timed windows after a warm-up one.
+on the demo train split (both classes); img/s is the median over timed windows after a warm-up one,
+each timed from its first step's start to its last step's end (bench/timing.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +29,7 @@ def measure(model_name: str, precision: str, image_size: int, batch_size: int, w
             steps: int) -> dict:
     """Train `model_name` in this process and return its img/s and this process's peak RSS."""
     import keras
+    from timing import StepClock  # bench/timing.py
 
     from keras_ganaug import data as data_lib
     from keras_ganaug import runtime
@@ -47,9 +48,9 @@ def measure(model_name: str, precision: str, image_size: int, batch_size: int, w
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)  # traces the step
     rates = []
     for _ in range(windows):
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
+        clock = StepClock()
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
+        rates.append(steps * batch_size / clock.seconds)
     return {"model": model_name, "precision": policy, "image_size": image_size,
             "batch_size": batch_size, "parameters": model.count_params(),
             "img_per_s": statistics.median(rates), "window_img_per_s": rates,

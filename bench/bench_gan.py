@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import StepClock  # noqa: E402  (bench/timing.py)
 
 from keras_ganaug import data as data_lib  # noqa: E402
 from keras_ganaug import runtime  # noqa: E402
@@ -142,22 +143,6 @@ def build_pair(name: str, image_size: int, num_classes: int, precision: str, spe
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-class StepClock(keras.callbacks.Callback):
-    """Wall and CPU time from the start of a fit's first step to the end of its last step.
-
-    fit() itself costs about half a second to start and stop (iterator, callbacks), paid once
-    per training run; in a window of a few seconds it would weigh more on the faster path.
-    """
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.start, self.cpu_start = time.perf_counter(), time.process_time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seconds = time.perf_counter() - self.start  # a step returns when it has run (CPU)
-        self.cpu_seconds = time.process_time() - self.cpu_start
 
 
 def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps: int) -> dict:

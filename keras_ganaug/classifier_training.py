@@ -89,8 +89,9 @@ class ClassifierConfig:
     overwrite: bool = False
     skip_bad_images: bool = False
     resume: bool = False                 # continue the interrupted run in `out`
-    # float32 by default: on the 2-core AVX512-BF16 CPU of bench/RESULTS.md, bfloat16 trained
-    # simple-cnn and vgg16 about 2x faster but cnn5 and resnet50 slower; pick it per model.
+    # float32 by default, not auto: the scores a study reports should not depend on the machine,
+    # and bfloat16 trains the study's cnn5 only ~1.1x faster on the bench's CPU (simple-cnn
+    # 1.55x, vgg16 1.7x, resnet50 1.1x; bench/RESULTS.md).
     precision: str = "float32"           # auto | float32 | mixed_bfloat16 | mixed_float16
     strategy: str = "auto"               # auto | mirrored | multiworker (TF_CONFIG)
 
