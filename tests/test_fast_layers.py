@@ -86,7 +86,7 @@ def test_float32_and_large_convolutions_keep_the_keras_kernels():
 @pytest.mark.parametrize("shape", [(8, 4, 4, 6), (8, 10)])
 def test_fused_batch_norm_matches_keras(policy, shape):
     with runtime.precision_scope(policy):
-        stock, fused = keras.layers.BatchNormalization(), fast.FusedBatchNormalization()
+        stock, fused = keras.layers.BatchNormalization(), fast.BatchNormalization()
     for layer in (stock, fused):
         layer.build(shape)
     inputs = tf.cast(tf.constant(RNG.normal(loc=1.0, scale=3.0, size=shape), tf.float32),
@@ -107,3 +107,18 @@ def test_fused_batch_norm_matches_keras(policy, shape):
     for name in ("moving_mean", "moving_variance"):  # the biased variance, as Keras averages it
         assert _max_relative_diff(getattr(stock, name), getattr(fused, name)) < 1e-5, name
     assert _max_relative_diff(stock(inputs, training=False), fused(inputs, training=False)) < 1e-5
+
+
+def test_weights_of_stock_layer_networks_load_into_the_fast_ones(tmp_path):
+    """A GAN checkpoint written before the fast layers existed still resumes."""
+    from keras_ganaug.gans import networks
+
+    keras.backend.clear_session()
+    stock = networks.build_generator(32, 3, 16, width=8, fast_layers=False)
+    stock.save_weights(tmp_path / "stock.weights.h5")
+    keras.backend.clear_session()  # a fresh process names its layers from zero again
+    quick = networks.build_generator(32, 3, 16, width=8)
+    assert [layer.name for layer in quick.layers] == [layer.name for layer in stock.layers]
+    quick.load_weights(tmp_path / "stock.weights.h5")
+    for a, b in zip(stock.get_weights(), quick.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

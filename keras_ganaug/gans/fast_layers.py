@@ -19,7 +19,9 @@ from keras import layers
 MATMUL_FILTER_GRADIENT_MAX_POSITIONS = 64
 
 
-class FusedBatchNormalization(layers.BatchNormalization):
+# The classes keep the names of the Keras layers they extend: Keras names layers and their
+# places in weight files after the class, so checkpoints written with the stock layers load.
+class BatchNormalization(layers.BatchNormalization):
     """keras.layers.BatchNormalization whose training pass is TensorFlow's fused kernel.
 
     FusedBatchNormV3 (oneDNN on CPU, cuDNN on GPU) reads the bfloat16/float16 input as is and keeps

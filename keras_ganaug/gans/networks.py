@@ -35,7 +35,7 @@ def _filters(width: int, stage: int) -> int:
 
 def _layer_kinds(fast_layers: bool):
     if fast_layers:
-        return fast.Conv2D, fast.Conv2DTranspose, fast.FusedBatchNormalization
+        return fast.Conv2D, fast.Conv2DTranspose, fast.BatchNormalization
     return layers.Conv2D, layers.Conv2DTranspose, layers.BatchNormalization
 
 
