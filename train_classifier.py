@@ -15,8 +15,10 @@ import argparse
 import sys
 
 from keras_ganaug import runtime
-from keras_ganaug.classifier_training import ClassifierConfig, run
+from keras_ganaug.classifier_training import SYNTHETIC_CLASSES, ClassifierConfig, run
+from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import quiet_tensorflow, run_cli
+from keras_ganaug.selection import DEFAULT_MONITOR, MONITORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--superpixel-segments", type=int, default=64, help="SLIC segments per image")
     p.add_argument("--generator", action="append", default=[], metavar="PATH",
                    help="generator export of train_gan.py (repeatable; the count is split evenly)")
-    p.add_argument("--synthetic", metavar="balance|COUNT|REAL:SYNTH",
+    p.add_argument("--synthetic", metavar="balance|COUNT|REAL:SYNTH|P%",
                    help="how many fakes: balance (fill up to the largest class, the default with "
-                        "--generator), a count, or a ratio like 1:2")
+                        "--generator), a count, a ratio like 1:2, or a share like 20%% of the "
+                        "real training split")
+    p.add_argument("--oversample", action="store_true",
+                   help="repeat real images instead of generating them, as many as --synthetic "
+                        "asks for: the non-GAN twin of a GAN run")
+    p.add_argument("--synthetic-classes", default="minority", choices=SYNTHETIC_CLASSES,
+                   help="all: every class gets the same share of fakes (or repeats) per real "
+                        "image, so looking generated predicts no label")
     p.add_argument("--vet", action="store_true",
                    help="generate more and keep the fakes the discriminator scores most real")
     p.add_argument("--vet-keep", type=float, default=0.5, help="fraction kept by --vet")
@@ -55,10 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "super-resolution SavedModel PATH")
     p.add_argument("--class-weights", action="store_true",
                    help="weight the loss by sklearn's balanced class weights")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="stratified validation fraction of the real train images")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="stratified validation fraction of the real train images (the same "
+                        "files train_gan.py holds out for the same --n-real and --seed)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    p.add_argument("--monitor", default=DEFAULT_MONITOR, choices=tuple(MONITORS),
+                   help="what early stopping and best.keras watch: val ROC AUC, the "
+                        "class-balanced val loss, or the plain val loss (prior-dominated)")
+    p.add_argument("--min-epochs", type=int, default=5,
+                   help="epochs trained before early stopping may choose or stop")
+    p.add_argument("--drop-test-duplicates", action="store_true",
+                   help="score without test images byte-identical to a training image or to a "
+                        "generator's training file (listed in metrics.json)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float,
                    help="Adam learning rate (default 1e-3 small CNNs, 1e-4 transfer models)")
@@ -88,6 +106,9 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
         superpixel_p=args.superpixel_p, superpixel_segments=args.superpixel_segments,
         generators=args.generator, synthetic=args.synthetic, vet=args.vet, vet_keep=args.vet_keep,
         upscale=args.upscale, class_weights=args.class_weights, val_fraction=args.val_fraction,
+        oversample=args.oversample, synthetic_classes=args.synthetic_classes,
+        monitor=args.monitor, min_epochs=args.min_epochs,
+        drop_test_duplicates=args.drop_test_duplicates,
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate, image_size=args.image_size, channels=args.channels,
         resize=args.resize, seed=args.seed, out=args.out, overwrite=args.overwrite,
@@ -104,9 +125,13 @@ def _main(argv: list[str] | None) -> int:
         tf.config.experimental.enable_op_determinism()
     result = run(config_from_args(args), verbose=0 if args.quiet else 1)
     auc = "n/a" if result["roc_auc"] is None else f"{result['roc_auc']:.3f}"
-    print(f"{result['config']['out']}: accuracy {result['accuracy']:.3f}  "
-          f"balanced accuracy {result['balanced_accuracy']:.3f}  AUC {auc}  "
-          f"{result['minority']} recall {result['minority_recall']:.3f}  (seed {result['seed']})")
+    tuned = result["val_tuned"]
+    print(f"{result['config']['out']}: AUC {auc}; argmax: accuracy {result['accuracy']:.3f}  "
+          f"balanced accuracy {result['balanced_accuracy']:.3f}  {result['minority']} recall "
+          f"{result['minority_recall']:.3f}; val-tuned threshold: accuracy "
+          f"{tuned['accuracy']:.3f}  balanced accuracy {tuned['balanced_accuracy']:.3f}  "
+          f"{result['minority']} recall {tuned['minority_recall']:.3f}  "
+          f"(best epoch {result['best_epoch']} by {result['monitor']}, seed {result['seed']})")
     return 0
 
 

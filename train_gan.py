@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from keras_ganaug import runtime
+from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
 from keras_ganaug.runtime import PRECISION_CHOICES, STRATEGY_CHOICES
 
@@ -49,9 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64, help="32, 64, 128 or 256 (default 64)")
     p.add_argument("--channels", type=int, default=3, help="1 or 3 (default 3)")
     p.add_argument("--resize", default="crop", help="crop (centre square, default) or pad")
-    p.add_argument("--epochs", type=positive_int, default=50)
+    p.add_argument("--epochs", type=positive_int,
+                   help="passes over the training images (default 50; or give --kimg)")
+    p.add_argument("--kimg", type=float,
+                   help="budget in thousands of real images shown to the discriminator, the same "
+                        "for every --n-real (batches keep --batch-size; replaces --epochs)")
     p.add_argument("--batch-size", type=positive_int, default=64,
-                   help="capped at the number of training images")
+                   help="with --epochs capped at the number of training images")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="hold out this stratified fraction of each class, the validation split "
+                        "train_classifier.py draws for the same --n-real and --seed (0: none)")
+    p.add_argument("--drop-test-duplicates", action="store_true",
+                   help="leave out training images byte-identical to a test image")
     p.add_argument("--latent-dim", type=positive_int, default=128)
     p.add_argument("--width", type=positive_int, default=64,
                    help="filters of the first D / last G layer; doubles per stage up to 512")
@@ -90,6 +100,8 @@ def config_from_args(args: argparse.Namespace):
                         f"{', '.join(PRECISION_CHOICES)}")
     if args.strategy not in STRATEGY_CHOICES:
         raise UserError(f"--strategy {args.strategy}: expected one of {', '.join(STRATEGY_CHOICES)}")
+    if args.epochs is not None and args.kimg is not None:
+        raise UserError("--epochs and --kimg: give one (--kimg sets the budget in images shown)")
     if args.snapshot_every < 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: expected 0 (off) or more")
     gan_options = {}
@@ -111,8 +123,9 @@ def config_from_args(args: argparse.Namespace):
     return GANConfig(
         data=args.data, class_name=args.class_name, gan=args.gan, conditional=args.conditional,
         n_real=args.n_real,
-        image_size=args.image_size, channels=args.channels, epochs=args.epochs,
-        batch_size=args.batch_size, latent_dim=args.latent_dim, width=args.width,
+        image_size=args.image_size, channels=args.channels, epochs=args.epochs or 50,
+        kimg=args.kimg, val_fraction=args.val_fraction,
+        drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size, latent_dim=args.latent_dim, width=args.width,
         augment=args.augment, ema=args.ema or None, seed=args.seed, out=args.out,
         sample_every=args.sample_every, snapshot_every=args.snapshot_every, resize=args.resize,
         skip_bad_images=args.skip_bad_images, overwrite=args.overwrite, resume=args.resume,
@@ -133,6 +146,7 @@ def _main(argv: list[str] | None) -> int:
     summary = run(config)
     rate = summary["images_per_second"]
     print(f"generator: {summary['generator']}  ({summary['epochs']} epochs, "
+          f"{summary['kimg']:.1f} kimg, "
           f"{summary['train_seconds']:.0f} s" + (f", {rate:.0f} img/s)" if rate else ")"))
     return 0
 

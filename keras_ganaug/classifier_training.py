@@ -3,11 +3,16 @@
 The order of operations is what keeps the numbers honest:
   1. list the train split; cut the minority to --n-real with data.select_real (the same files
      train_gan.py trains on for the same N and seed); load the images.
-  2. split validation off the real training images, stratified, before anything synthetic exists.
+  2. split validation off the real training images with data.split_validation (stratified,
+     seeded, from the file listing: the same files train_gan.py holds out for the same N, seed and
+     --val-fraction), before anything synthetic exists; refuse a generator that saw any val or
+     test image (by file hash).
   3. generate synthetic images (optionally vetted by the exported discriminator, resized to
-     --image-size) and append them to the training split only: checked, not just intended.
-  4. fit with early stopping on validation loss; evaluate the restored best weights on the test
-     split; write OUT/metrics.json (last: it marks a finished run) and the figures.
+     --image-size), or oversample real ones, and append them to the training split only: checked,
+     not just intended.
+  4. fit with early stopping on a prior-free val metric (selection.py); choose the decision
+     threshold on val; evaluate the restored best weights on the test split at argmax and at that
+     threshold; write OUT/metrics.json (last: it marks a finished run) and the figures.
 
 run(ClassifierConfig(...)) is what train_classifier.py and the study grid call.
 """
@@ -32,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_ganaug import __version__, runtime
+from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
 from keras_ganaug.files import ensure_writable, write_json_atomic
+from keras_ganaug.selection import DEFAULT_MONITOR
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
@@ -44,7 +51,9 @@ RESUME_KEYS = ("data", "minority", "n_real", "model", "weights", "freeze", "fine
                "superpixel_p", "superpixel_segments", "generators", "synthetic", "vet",
                "vet_keep", "upscale", "class_weights", "val_fraction", "batch_size",
                "learning_rate", "image_size", "channels", "resize", "seed", "skip_bad_images",
-               "precision")
+               "precision", "oversample", "synthetic_classes", "monitor", "min_epochs",
+               "drop_test_duplicates")
+SYNTHETIC_CLASSES = ("minority", "all")
 GENERATION_BATCH = 64  # images per generator call: bounds memory at 224 px
 # Where keras.applications downloads its no-top ImageNet weights from, and the cached file name.
 IMAGENET_WEIGHTS = {
@@ -71,14 +80,19 @@ class ClassifierConfig:
     superpixel_p: float = 0.5            # probability that one SLIC segment is replaced
     superpixel_segments: int = 64        # SLIC segments per image
     generators: list[str] = field(default_factory=list)  # SavedModel exports of train_gan.py
-    synthetic: str | None = None         # balance | COUNT | REAL:SYNTHETIC; None: balance if generators
+    synthetic: str | None = None         # balance | COUNT | REAL:SYNTHETIC | P%; None: balance
+    oversample: bool = False             # repeat real images instead of generating (the non-GAN twin)
+    synthetic_classes: str = "minority"  # minority | all: every class gets the same share of extras
     vet: bool = False                    # keep only the fakes the discriminator finds most real
     vet_keep: float = 0.5                # the fraction of generated fakes kept when vetting
     upscale: str = "bicubic"             # bicubic | PATH of a super-resolution SavedModel
     class_weights: bool = False          # sklearn "balanced" class weights in the loss
-    val_fraction: float = 0.2
+    val_fraction: float = DEFAULT_VAL_FRACTION
     epochs: int = 30
     patience: int = 5
+    monitor: str = DEFAULT_MONITOR       # val_auc | val_balanced_loss | val_loss (selection.py)
+    min_epochs: int = 5                  # epochs before early stopping may pick or stop
+    drop_test_duplicates: bool = False   # score without test images byte-identical to trained ones
     batch_size: int = 32
     learning_rate: float | None = None   # None: 1e-3 for the small CNNs, 1e-4 for transfer models
     image_size: int = 64
@@ -99,31 +113,53 @@ class ClassifierConfig:
 # --synthetic ----------------------------------------------------------------------------------
 
 def parse_synthetic(spec: str) -> tuple[str, int | Fraction | None]:
-    """"balance" | "COUNT" | "REAL:SYNTHETIC" -> ("balance", None) | ("count", n) | ("ratio", s/r)."""
+    """"balance" | "COUNT" | "REAL:SYNTHETIC" | "P%" -> ("balance", None) | ("count", n) |
+    ("ratio", s/r) | ("share", P/100)."""
     text = spec.strip()
     if text == "balance":
         return "balance", None
     if text.isdigit():
         return "count", int(text)
+    if text.endswith("%") and text[:-1].replace(".", "", 1).isdigit() and 0 < float(text[:-1]) <= 1000:
+        return "share", Fraction(text[:-1]) / 100
     parts = text.split(":")
     if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and min(map(int, parts)) > 0:
         return "ratio", Fraction(int(parts[1]), int(parts[0]))
-    raise UserError(f"--synthetic {spec}: expected balance, a count like 200, or a real:synthetic "
-                    f"ratio like 1:2")
+    raise UserError(f"--synthetic {spec}: expected balance, a count like 200, a real:synthetic "
+                    f"ratio like 1:2, or a share of the real training split like 20%")
 
 
 def synthetic_count(spec: str, real_counts: dict[str, int], class_name: str) -> int:
-    """How many synthetic images of `class_name` --synthetic asks for, given the real train counts.
+    """How many extra images of `class_name` --synthetic asks for, given the real train counts.
 
-    balance fills the class up to the largest class; 1:2 adds twice as many fakes as the class has
-    real training images. Counts are of the training split, after validation was taken out.
+    balance fills the class up to the largest class; 1:2 adds twice as many as the class has real
+    training images; 20% adds 20% of the whole real training split. Counts are of the training
+    split, after validation was taken out.
     """
     kind, value = parse_synthetic(spec)
     if kind == "balance":
         return max(0, max(real_counts.values()) - real_counts[class_name])
     if kind == "count":
         return int(value)
+    if kind == "share":
+        return int(round(sum(real_counts.values()) * value))
     return int(round(real_counts[class_name] * value))
+
+
+def extra_counts(spec: str, real_counts: dict[str, int], minority: str,
+                 classes: str) -> dict[str, int]:
+    """Extra (synthetic or oversampled) images per class: the one rule GAN fakes and oversampling
+    both go through, so a GAN method and its non-GAN twin add the same numbers.
+
+    classes "minority": only the minority gets `synthetic_count`; "all": every other class gets the
+    same share of extras per real image as the minority, so "looks generated" predicts no label.
+    """
+    minority_extra = synthetic_count(spec, real_counts, minority)
+    if classes == "minority":
+        return {minority: minority_extra}
+    share = Fraction(minority_extra, max(1, real_counts[minority]))
+    return {name: minority_extra if name == minority else int(round(count * share))
+            for name, count in real_counts.items()}
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -136,6 +172,7 @@ def split_evenly(total: int, parts: int) -> list[int]:
 def resolve(config: ClassifierConfig) -> ClassifierConfig:
     """Check every setting a user can get wrong and fill in the defaults that depend on others."""
     from keras_ganaug.augment import parse_augment
+    from keras_ganaug.selection import check_monitor
 
     models = ("simple-cnn", "cnn5", *TRANSFER_MODELS)
     if config.model not in models:
@@ -164,11 +201,20 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
     for path in config.generators:
         if not Path(path).is_dir():
             raise UserError(f"--generator {path}: no such folder (expected a train_gan.py output)")
-    if config.generators:
+    if config.generators and config.oversample:
+        raise UserError("--oversample and --generator: pick one (--oversample repeats real images "
+                        "instead of generating them)")
+    if config.generators or config.oversample:
         synthetic = synthetic or "balance"
         parse_synthetic(synthetic)
-    elif synthetic is not None or config.vet:
-        raise UserError("--synthetic / --vet need at least one --generator PATH")
+    elif synthetic is not None:
+        raise UserError("--synthetic needs at least one --generator PATH, or --oversample")
+    if config.vet and not config.generators:
+        raise UserError("--vet needs at least one --generator PATH")
+    if config.synthetic_classes not in SYNTHETIC_CLASSES:
+        raise UserError(f"--synthetic-classes {config.synthetic_classes}: expected one of "
+                        f"{', '.join(SYNTHETIC_CLASSES)}")
+    check_monitor(config.monitor)
     if not 0.0 < config.vet_keep <= 1.0:
         raise UserError(f"--vet-keep {config.vet_keep}: expected a fraction in (0, 1]")
     if config.upscale != "bicubic" and not Path(config.upscale).is_dir():
@@ -178,7 +224,8 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
         raise UserError(f"--val-fraction {config.val_fraction}: expected a fraction in (0, 1)")
     for flag, value, least in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),
                                ("--image-size", config.image_size, 1),
-                               ("--patience", config.patience, 0)):
+                               ("--patience", config.patience, 0),
+                               ("--min-epochs", config.min_epochs, 0)):
         if value < least:
             raise UserError(f"{flag} {value}: expected at least {least}")
     if config.channels not in (1, 3):
@@ -198,7 +245,8 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
 
 def _run_name(config: ClassifierConfig, synthetic: str | None) -> str:
     n_real = f"n{config.n_real}" if config.n_real is not None else "all"
-    extra = (synthetic or "real").replace(":", "to")
+    extra = (synthetic or "real").replace(":", "to").replace("%", "pct")
+    extra = f"oversample-{extra}" if config.oversample else extra
     return f"{config.model}-{config.minority or 'minority'}-{n_real}-{extra}-s{config.seed}"
 
 
@@ -257,9 +305,13 @@ class GeneratorSource:
     class_id: int  # the id in the generator's own class list; -1 for its one trained class
 
 
-def open_generator(path: str, class_names: tuple[str, ...], minority: str,
-                   channels: int) -> GeneratorSource:
-    """Read and check a generator export against the classifier's data and settings."""
+def open_generator(path: str, class_names: tuple[str, ...], minority: str, channels: int,
+                   classes: str = "minority") -> list[GeneratorSource]:
+    """Read and check a generator export against the classifier's data and settings.
+
+    One source per class it will be asked for: the minority (or, with classes "all", every class
+    of --data it knows) for a conditional generator, its one trained class otherwise.
+    """
     from keras_ganaug.export import generator_dir, load_metadata
 
     metadata = load_metadata(path)
@@ -276,34 +328,40 @@ def open_generator(path: str, class_names: tuple[str, ...], minority: str,
         if minority not in generator_classes:
             raise UserError(f"--generator {path}: conditional generator knows classes "
                             f"{generator_classes}, not the minority {minority!r}")
-        return GeneratorSource(path, metadata, minority, generator_classes.index(minority))
+        wanted = [minority] if classes == "minority" else [
+            c for c in class_names if c in generator_classes]
+        return [GeneratorSource(path, metadata, c, generator_classes.index(c)) for c in wanted]
     trained = metadata.get("trained_class")
     if isinstance(trained, int) and generator_classes:
         trained = generator_classes[trained]
     if trained not in class_names:
         raise UserError(f"--generator {path}: trained on class {trained!r}, which is not a class "
                         f"of --data ({', '.join(class_names)})")
-    return GeneratorSource(path, metadata, trained, -1)
+    return [GeneratorSource(path, metadata, trained, -1)]
 
 
-def make_synthetic(sources: list[GeneratorSource], real_counts: dict[str, int], spec: str,
+def make_synthetic(sources: list[GeneratorSource], class_counts: dict[str, int],
                    image_size: int, seed: int, vet: bool, vet_keep: float,
                    upscale: str) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """Synthetic images per generator -> ([(class_name, uint8 images)], provenance records).
 
-    Each target class gets the count --synthetic asks for, split evenly over the generators that
-    make that class. Generator i draws with a seed derived from (seed, i) by numpy's SeedSequence
-    and recorded: reproducible, and the per-batch seeds of different generators never collide
-    the way seed + i would (synthesize uses seed + batch index).
+    Each class of `class_counts` (from `extra_counts`) gets its count, split evenly over the
+    generators that make that class. Generator i draws with a seed derived from (seed, i) by
+    numpy's SeedSequence and recorded: reproducible, and the per-batch seeds of different
+    generators never collide the way seed + i would (synthesize uses seed + batch index).
     """
     from keras_ganaug.synthesize import resize_images, synthesize, vet_images
 
     per_class: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         per_class.setdefault(source.class_name, []).append(i)
+    missing = [c for c, n in class_counts.items() if n and c not in per_class]
+    if missing:
+        raise UserError(f"--synthetic-classes all: no --generator makes class {missing[0]!r}; "
+                        f"give a conditional generator or one trained on each class")
     counts = [0] * len(sources)
     for class_name, members in per_class.items():
-        total = synthetic_count(spec, real_counts, class_name)
+        total = class_counts.get(class_name, 0)
         for i, n in zip(members, split_evenly(total, len(members)), strict=True):
             counts[i] = n
     batches, records = [], []
@@ -353,15 +411,20 @@ class Splits:
     generators: list[dict]
     skipped_images: list[str] = field(default_factory=list)  # unreadable, left out (--skip-bad-images)
     converted_modes: dict[str, int] = field(default_factory=dict)  # colour modes converted, counted
+    oversampled: np.ndarray | None = None  # training rows that are repeats of real images
+    dropped_test_duplicates: list[dict] = field(default_factory=list)  # --drop-test-duplicates
 
     def counts(self, split: str) -> dict:
-        """Per-class image counts of a split (train: real and synthetic separately)."""
+        """Per-class image counts of a split (train: real, synthetic and oversampled apart)."""
         def tally(labels):
             return {name: int(np.sum(labels == i)) for i, name in enumerate(self.class_names)}
 
         if split == "train":
-            return {"real": tally(self.y_train[~self.synthetic]),
-                    "synthetic": tally(self.y_train[self.synthetic])}
+            repeats = (self.oversampled if self.oversampled is not None
+                       else np.zeros(len(self.y_train), bool))
+            return {"real": tally(self.y_train[~self.synthetic & ~repeats]),
+                    "synthetic": tally(self.y_train[self.synthetic]),
+                    "oversampled": tally(self.y_train[repeats])}
         return tally(self.y_val if split == "val" else self.y_test)
 
 
@@ -380,23 +443,69 @@ def check_synthetic_only_in_train(synthetic_images: np.ndarray, x_val: np.ndarra
             raise AssertionError(f"a synthetic image leaked into the {name} split")
 
 
-def _check_generators_never_saw(sources: list[GeneratorSource], images, split: str,
-                                refuse: bool) -> list[int]:
-    """How many of `images` each generator was trained on (by file hash); refuse if asked to.
+REMEDY = {
+    "test": "pass --drop-test-duplicates to score without those test images, or retrain the GAN "
+            "with --drop-test-duplicates",
+    "val": "train the GAN with the same --n-real, --seed and --val-fraction as the classifier "
+           "(train_gan.py then holds the validation images out)",
+}
 
-    A GAN trained on test images would carry the test split into training through its fakes.
+
+def check_generators_never_saw(sources: list[GeneratorSource], images, split: str) -> None:
+    """Refuse a generator trained on any of `images` (by file hash), naming the first files.
+
+    A GAN trained on test images would carry the test split into training through its fakes; one
+    trained on val images would let early stopping and the threshold be chosen on images it
+    memorized. Either way the numbers would flatter the GAN, so the run stops.
     """
     if not sources:
-        return []
+        return
     from keras_ganaug.data import file_hashes
 
-    hashes = set(file_hashes(images))
-    seen = [len(hashes & set(s.metadata.get("training_files_sha256") or [])) for s in sources]
-    for source, n in zip(sources, seen, strict=True):
-        if refuse and n:
-            raise UserError(f"--generator {source.path}: was trained on {n} image(s) of the "
-                            f"{split} split of --data; its fakes would leak them into training")
-    return seen
+    hashes = file_hashes(images)
+    for source in {s.path: s for s in sources}.values():
+        trained = set(source.metadata.get("training_files_sha256") or [])
+        seen = [f for f, h in zip(images.files, hashes, strict=True) if h in trained]
+        if seen:
+            examples = ", ".join(seen[:3])
+            raise UserError(f"--generator {source.path}: was trained on {len(seen)} image(s) of "
+                            f"the {split} split (e.g. {examples}); its fakes would leak them; "
+                            f"{REMEDY[split]}")
+
+
+def drop_test_duplicates(test_set, train_set, sources: list[GeneratorSource]):
+    """(kept test ImageSet, [{"test", "train"}...]): test images byte-identical to a file of the
+    whole train split or to a generator's training file, left out so scoring can go on honestly.
+
+    Against the whole train split, not this run's cut: every run on the data then drops the same
+    test images, and their scores stay paired."""
+    from keras_ganaug.data import file_hashes
+
+    known = dict(zip(file_hashes(train_set), train_set.files, strict=True))
+    for source in sources:
+        for digest in source.metadata.get("training_files_sha256") or []:
+            known.setdefault(digest, f"a training file of {source.path}")
+    hashes = file_hashes(test_set)
+    dropped = [{"test": f, "train": known[h]}
+               for f, h in zip(test_set.files, hashes, strict=True) if h in known]
+    keep = np.array([h not in known for h in hashes])
+    return test_set.subset(keep), dropped
+
+
+def oversample(x: np.ndarray, y: np.ndarray, counts: dict[int, int],
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`counts[c]` repeats of class c's real training images, each image as often as the others
+    (whole seeded passes, then part of one): the non-GAN twin of adding that many fakes."""
+    rng = np.random.default_rng([seed, 11])
+    picks = []
+    for label, count in sorted(counts.items()):
+        idx = np.flatnonzero(y == label)
+        if not count or not len(idx):
+            continue
+        passes = [rng.permutation(idx) for _ in range(math.ceil(count / len(idx)))]
+        picks.append(np.concatenate(passes)[:count])
+    chosen = np.concatenate(picks) if picks else np.zeros(0, np.int64)
+    return x[chosen], y[chosen]
 
 
 def _data_root(data: str) -> str:
@@ -408,74 +517,81 @@ def _data_root(data: str) -> str:
 
 
 def build_splits(config: ClassifierConfig) -> Splits:
-    """Load the data of a resolved config, cut the minority, split off validation, add fakes."""
-    from sklearn.model_selection import train_test_split
-
-    from keras_ganaug.data import list_images, load_images, select_real
+    """Load the data of a resolved config, cut the minority, split off validation, add extras."""
+    from keras_ganaug.data import list_images, load_images, select_real, split_validation
 
     root = _data_root(config.data)
-    train_set = list_images(root, "train")
+    full_train_set = list_images(root, "train")
     test_set = list_images(root, "test")
-    if test_set.class_names != train_set.class_names:
+    if test_set.class_names != full_train_set.class_names:
         raise UserError(f"--data {config.data}: test classes {test_set.class_names} differ from "
-                        f"train classes {train_set.class_names}")
-    if len(train_set.class_names) < 2:
+                        f"train classes {full_train_set.class_names}")
+    if len(full_train_set.class_names) < 2:
         raise UserError(f"--data {config.data}: a classifier needs at least two classes; "
-                        f"{train_set.source} has only {train_set.class_names[0]!r}")
-    minority = config.minority or train_set.fewest_class()
-    if minority not in train_set.class_names:
-        raise UserError(f"--minority {minority}: not a class of {train_set.source}; classes are "
-                        f"{', '.join(train_set.class_names)}")
-    train_set = select_real(train_set, minority, config.n_real, config.seed)
-    sources = [open_generator(p, train_set.class_names, minority, config.channels)
-               for p in config.generators]
+                        f"{full_train_set.source} has only {full_train_set.class_names[0]!r}")
+    minority = config.minority or full_train_set.fewest_class()
+    if minority not in full_train_set.class_names:
+        raise UserError(f"--minority {minority}: not a class of {full_train_set.source}; classes "
+                        f"are {', '.join(full_train_set.class_names)}")
+    train_set = select_real(full_train_set, minority, config.n_real, config.seed)
+    # Drawn from the listing, as train_gan.py draws it: the same files for the same settings.
+    _, val_listing = split_validation(train_set, config.val_fraction, config.seed)
+    sources = [source for p in config.generators
+               for source in open_generator(p, train_set.class_names, minority, config.channels,
+                                            config.synthetic_classes)]
+    dropped = []
+    if config.drop_test_duplicates:
+        test_set, dropped = drop_test_duplicates(test_set, full_train_set, sources)
+    check_generators_never_saw(sources, test_set, "test")
+    check_generators_never_saw(sources, val_listing, "val")
     x_real, y_real, train_set, train_report = load_images(
         train_set, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
     x_test, y_test, test_set, test_report = load_images(
         test_set, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
-    _check_generators_never_saw(sources, test_set, "test", refuse=True)
-    try:
-        train_idx, val_idx = train_test_split(
-            np.arange(len(y_real)), test_size=config.val_fraction, stratify=y_real,
-            random_state=config.seed)
-    except ValueError as err:
-        raise UserError(f"--val-fraction {config.val_fraction}: cannot split the "
-                        f"{len(y_real)} training images per class {train_set.counts()} "
-                        f"({err})") from err
-    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-    x_train, y_train = x_real[train_idx], y_real[train_idx]
-    x_val, y_val = x_real[val_idx], y_real[val_idx]
-    real_counts = {name: int(np.sum(y_train == i)) for i, name in enumerate(train_set.class_names)}
+    is_val = np.isin(np.asarray(train_set.files), np.asarray(val_listing.files))
+    x_train, y_train = x_real[~is_val], y_real[~is_val]
+    x_val, y_val = x_real[is_val], y_real[is_val]
+    names = train_set.class_names
+    if len(np.unique(y_val)) < len(names):
+        raise UserError(f"--val-fraction {config.val_fraction}: the validation split lacks a "
+                        f"class (counts {np.bincount(y_val, minlength=len(names)).tolist()} for "
+                        f"{', '.join(names)})")
+    real_counts = {name: int(np.sum(y_train == i)) for i, name in enumerate(names)}
+    extras = (extra_counts(config.synthetic, real_counts, minority, config.synthetic_classes)
+              if config.synthetic else {})
 
     batches, records = [], []
     if sources:
         batches, records = make_synthetic(
-            sources, real_counts, config.synthetic, config.image_size, config.seed, config.vet,
-            config.vet_keep, config.upscale)
-    # Expected to be nonzero: the GAN trained on the same real minority the validation split
-    # was cut from. Recorded, because early stopping then sees images the GAN memorized.
-    val_images = train_set.subset(np.isin(np.arange(len(y_real)), val_idx))
-    seen = _check_generators_never_saw(sources, val_images, "val", refuse=False)
-    for record, n_seen in zip(records, seen, strict=True):
-        record["trained_on_val_images"] = n_seen
+            sources, extras, config.image_size, config.seed, config.vet, config.vet_keep,
+            config.upscale)
     fakes = [images for _, images in batches if len(images)]
     fake_x = np.concatenate(fakes) if fakes else x_train[:0]
-    fake_y = np.concatenate([np.full(len(images), train_set.class_names.index(name), np.int32)
+    fake_y = np.concatenate([np.full(len(images), names.index(name), np.int32)
                              for name, images in batches if len(images)] or [y_train[:0]])
     check_synthetic_only_in_train(fake_x, x_val, x_test)
-    files = {"train": [train_set.files[i] for i in train_idx],
-             "val": [train_set.files[i] for i in val_idx], "test": list(test_set.files)}
+    repeat_x, repeat_y = x_train[:0], y_train[:0]
+    if config.oversample:
+        repeat_x, repeat_y = oversample(x_train, y_train,
+                                        {names.index(c): n for c, n in extras.items()}, config.seed)
+    files = {"train": [f for f, v in zip(train_set.files, is_val, strict=True) if not v],
+             "val": [f for f, v in zip(train_set.files, is_val, strict=True) if v],
+             "test": list(test_set.files)}
+    n_train, n_fake = len(x_train), len(fake_x)
+    rows = np.arange(n_train + n_fake + len(repeat_x))
     return Splits(
-        class_names=train_set.class_names, minority=minority,
-        x_train=np.concatenate([x_train, fake_x]),
-        y_train=np.concatenate([y_train, fake_y]).astype(np.int32),
-        synthetic=np.concatenate([np.zeros(len(x_train), bool), np.ones(len(fake_x), bool)]),
+        class_names=names, minority=minority,
+        x_train=np.concatenate([x_train, fake_x, repeat_x]),
+        y_train=np.concatenate([y_train, fake_y, repeat_y]).astype(np.int32),
+        synthetic=(rows >= n_train) & (rows < n_train + n_fake),
         x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, files=files, generators=records,
         skipped_images=train_report.skipped + test_report.skipped,
         converted_modes=dict(Counter(train_report.converted_modes)
-                             + Counter(test_report.converted_modes)))
+                             + Counter(test_report.converted_modes)),
+        oversampled=rows >= n_train + n_fake,
+        dropped_test_duplicates=dropped)
 
 
 # Training -----------------------------------------------------------------------------------
@@ -505,16 +621,19 @@ def train_dataset(x, y, config: ClassifierConfig):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_callbacks(out: Path, patience: int, verbose: int, append: bool = False) -> list:
-    """Early stopping with the best weights restored, CSV, TensorBoard, and last the per-epoch
-    backup that --resume restores, which also writes best.keras (`append`: go on in history.csv)."""
+def make_callbacks(out: Path, config: ClassifierConfig, val_dataset, y_val: np.ndarray,
+                   verbose: int, append: bool = False) -> list:
+    """The prior-free val scores first (the others read them), early stopping on --monitor with
+    the best weights restored, CSV, TensorBoard, and last the per-epoch backup that --resume
+    restores, which also writes best.keras (`append`: go on in history.csv)."""
     import keras
 
     from keras_ganaug.callbacks import TrainingBackup
+    from keras_ganaug.selection import early_stopping, make_validation_callback
 
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                            restore_best_weights=True, verbose=verbose)
-    return [stopper, keras.callbacks.CSVLogger(str(out / "history.csv"), append=append),
+    stopper = early_stopping(config.monitor, config.patience, config.min_epochs, verbose)
+    return [make_validation_callback(val_dataset, y_val), stopper,
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=append),
             keras.callbacks.TensorBoard(log_dir=str(out / "logs")),
             TrainingBackup(out / BACKUP_DIR, stopper, out / "best.keras")]
 
@@ -527,6 +646,15 @@ def read_history(history_csv: Path) -> dict[str, list[float]]:
         return {}
     frame = pd.read_csv(history_csv)
     return {c: [float(v) for v in frame[c]] for c in frame.columns if c != "epoch"}
+
+
+def effective_priors(labels: np.ndarray, n_classes: int,
+                     weights: dict[int, float] | None) -> np.ndarray:
+    """The class prior the loss saw: training counts times their class weights, normalised."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
+    if weights:
+        counts *= np.array([weights[c] for c in range(n_classes)])
+    return counts / counts.sum()
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -588,10 +716,14 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     from keras_ganaug.data import make_dataset
     from keras_ganaug.metrics.classification import (
         classification_metrics,
+        decide,
         plot_confusion_matrix,
         plot_learning_curves,
         plot_roc,
+        tune_decision,
+        tuned_metrics,
     )
+    from keras_ganaug.selection import MONITORS, best_epoch
 
     keras.backend.clear_session()  # a study runs many cells in one process: free the last one
     keras.utils.set_random_seed(config.seed)
@@ -623,7 +755,7 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                            seed=config.seed)
     weights = (class_weights(splits.y_train, len(splits.class_names))
                if config.class_weights else None)
-    callbacks = make_callbacks(out, config.patience, verbose, append=config.resume)
+    callbacks = make_callbacks(out, config, val_ds, splits.y_val, verbose, append=config.resume)
     backup = next(c for c in callbacks if isinstance(c, TrainingBackup))
     initial_epoch = backup.restore(model) if config.resume else 0
     trim_history(out / "history.csv", initial_epoch)
@@ -635,11 +767,15 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                         shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
     scores = model.predict(test_ds, verbose=0)
+    minority_index = splits.class_names.index(splits.minority)
+    decision = tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
+                             effective_priors(splits.y_train, len(splits.class_names), weights))
     # A run resumed after its last epoch trains none: its whole history is the earlier one.
     latest = {k: [float(v) for v in values] for k, values in history.history.items()}
     history_dict = {k: earlier.get(k, []) + latest.get(k, []) for k in {**earlier, **latest}}
     val_loss = history_dict.get("val_loss", [])
     metrics = classification_metrics(splits.y_test, scores, splits.class_names, splits.minority)
+    chosen = best_epoch(history_dict, config.monitor, config.min_epochs)
     upscale_used = sorted({g["resize"] for g in splits.generators})
     result = {
         **metrics,
@@ -654,9 +790,19 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
         "resumed_from_epoch": initial_epoch,
         "upscale": upscale_used,
         "class_weights": weights,
+        "val_tuned": tuned_metrics(splits.y_test, scores, splits.class_names, splits.minority,
+                                   decision),
+        "decision": decision,
+        "test_outputs": {"labels": [int(v) for v in splits.y_test],
+                         "scores": np.round(np.asarray(scores, np.float64), 6).tolist(),
+                         "val_tuned_predictions": [int(v) for v in decide(scores, decision)]},
+        "dropped_test_duplicates": splits.dropped_test_duplicates,
         "epochs_run": len(val_loss),
-        "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else None,
-        "best_val_loss": float(min(val_loss)) if val_loss else None,
+        "monitor": config.monitor,
+        "best_epoch": chosen,
+        "best_monitor_value": (history_dict[MONITORS[config.monitor][0]][chosen - 1]
+                               if chosen else None),
+        "best_val_loss": float(val_loss[chosen - 1]) if chosen and val_loss else None,
         "history": history_dict,
         "parameters": int(model.count_params()),
         "precision": precision,

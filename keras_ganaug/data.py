@@ -145,6 +145,39 @@ def select_real(images: ImageSet, class_name: str, n_real: int | None, seed: int
     return images.subset(mask)
 
 
+DEFAULT_VAL_FRACTION = 0.2
+
+
+def split_validation(images: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(train part, val part) of a (cut) training split: the one split every script draws.
+
+    Stratified and seeded per class: each class's files, in path order, are permuted by a stream
+    keyed by (seed, class name) and the first round(fraction * n) (at least one) go to val. It
+    depends only on the listing, never on which images decode, so train_gan.py and
+    train_classifier.py given the same --n-real, --seed and --val-fraction hold out the same
+    files: a GAN never sees the images its classifier is validated on. val_fraction 0 keeps all.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val-fraction {val_fraction}: expected a fraction in [0, 1)")
+    if val_fraction == 0:
+        return images, images.subset(np.zeros(len(images.files), bool))
+    val = np.zeros(len(images.files), bool)
+    for label, name in enumerate(images.class_names):
+        idx = np.flatnonzero(images.labels == label)
+        if len(idx) == 0:
+            continue
+        if len(idx) < 2:
+            raise UserError(f"--val-fraction {val_fraction}: class {name!r} has {len(idx)} "
+                            f"image in {images.source}; a validation split needs at least 2 "
+                            f"per class (or --val-fraction 0 for a GAN alone)")
+        order = np.asarray(sorted(idx, key=lambda i: images.files[i]))
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+        rng = np.random.default_rng([seed, key])
+        n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx))))
+        val[order[rng.permutation(len(order))[:n_val]]] = True
+    return images.subset(~val), images.subset(val)
+
+
 def only_class(images: ImageSet, class_name: str) -> ImageSet:
     return images.subset(images.labels == images.class_index(class_name))
 
@@ -277,7 +310,7 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int, 
     """
     import tensorflow as tf
 
-    if len(images_uint8) < batch_size and drop_remainder:
+    if len(images_uint8) < batch_size and drop_remainder and not repeat:
         raise UserError(f"--batch-size {batch_size}: only {len(images_uint8)} training images; "
                         f"use a batch size of at most {len(images_uint8)}")
     ds = tf.data.Dataset.from_tensor_slices((images_uint8, labels.astype(np.int32)))
@@ -291,10 +324,12 @@ def make_dataset(images_uint8: np.ndarray, labels: np.ndarray, batch_size: int, 
 
 
 def write_file_list(path: str | os.PathLike, images: ImageSet, seed: int,
-                    n_real: int | None, class_name: str | None) -> None:
-    """Record which files a run trained on (JSON), so a selection can be audited or replayed."""
+                    n_real: int | None, class_name: str | None, extra: dict | None = None) -> None:
+    """Record which files a run trained on (JSON), so a selection can be audited or replayed;
+    `extra`: further keys (what was held out, and why)."""
     record = {"source": images.source, "seed": seed, "n_real": n_real, "class": class_name,
               "class_names": list(images.class_names),
               "files": [{"path": f, "label": images.class_names[int(lab)]}
-                        for f, lab in zip(images.files, images.labels, strict=True)]}
+                        for f, lab in zip(images.files, images.labels, strict=True)],
+              **(extra or {})}
     Path(path).write_text(json.dumps(record, indent=1))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from keras_ganaug import data as data_lib
+from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
 from keras_ganaug.files import ensure_writable
 
@@ -15,7 +19,8 @@ FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
 RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
-               "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision")
+               "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
+               "drop_test_duplicates")
 # ADA's p may move from 0 to 1 after this many passes over the real images, whatever their number.
 ADA_SPEED_EPOCHS = 50
 
@@ -30,7 +35,15 @@ class GANConfig:
     image_size: int = 64
     channels: int = 3
     epochs: int = 50
+    # The budget in thousands of real images shown to the discriminator (StyleGAN2-ADA's unit);
+    # when set it replaces `epochs`, and batches keep `batch_size` whatever the set's size, so
+    # every N gets the same number of updates. None: `epochs` passes over the images.
+    kimg: float | None = None
     batch_size: int = 64
+    # The fraction of each class held out as the classifier's validation split (data.split_validation):
+    # the same files train_classifier.py validates on for the same --n-real and --seed.
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image
     latent_dim: int = 128
     width: int = 64
     augment: str = "none"
@@ -80,8 +93,23 @@ def _check_out(out: Path, config: GANConfig) -> None:
     ensure_writable(out)
 
 
-def prepare_training_set(config: GANConfig):
-    """Flags -> (uint8 images, labels, the ImageSet used, class index, report, data source)."""
+@dataclass
+class TrainingSet:
+    """The images a GAN run trains on, and what was kept from it."""
+
+    arrays: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray
+    images: data_lib.ImageSet  # the files loaded
+    class_name: str
+    class_id: int
+    report: data_lib.LoadReport
+    source: str  # --data as given (the demo set's relative folder when not given)
+    held_out: data_lib.ImageSet  # the classifier's validation images, never trained on
+    dropped_test_duplicates: list[str]
+
+
+def prepare_training_set(config: GANConfig) -> TrainingSet:
+    """Flags -> the checked, loaded training images of the run."""
     from keras_ganaug.demo import make_demo_data
     from keras_ganaug.gans import gan_class
     from keras_ganaug.gans.networks import check_image_size
@@ -95,6 +123,11 @@ def prepare_training_set(config: GANConfig):
                         f"{', '.join(images.class_names)}")
     class_id = images.class_index(class_name)
     images = data_lib.select_real(images, class_name, config.n_real, config.seed)
+    # Only the train part: the classifier's validation images never reach the GAN.
+    images, held_out = data_lib.split_validation(images, config.val_fraction, config.seed)
+    duplicates = []
+    if config.drop_test_duplicates:
+        images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
     if not gan_class(config.gan, config.conditional).conditional:
         images = data_lib.only_class(images, class_name)
     elif len(images.class_names) < 2:
@@ -103,7 +136,34 @@ def prepare_training_set(config: GANConfig):
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
-    return arrays, labels, loaded, class_name, class_id, report, source
+    return TrainingSet(arrays, labels, loaded, class_name, class_id, report, source, held_out,
+                       duplicates)
+
+
+def drop_test_copies(images, test_set):
+    """(images without those byte-identical to a test image, the dropped files): a GAN that saw a
+    test image would carry it into every classifier its fakes train."""
+    test_hashes = set(data_lib.file_hashes(test_set))
+    keep = np.array([h not in test_hashes for h in data_lib.file_hashes(images)], bool)
+    return images.subset(keep), [f for f, k in zip(images.files, keep, strict=True) if not k]
+
+
+def training_schedule(config: GANConfig, n_images: int, d_steps: int) -> dict:
+    """Batch size, steps per epoch and epochs of a run: by --kimg (fixed batch, the same number
+    of updates for every N) or by --epochs (passes over the images, batch capped at their number).
+
+    kimg counts real images shown to the discriminator, as StyleGAN2-ADA does: each of a GAN's
+    `d_steps` discriminator updates per step shows it one real batch.
+    """
+    if config.kimg is None:
+        batch_size = min(config.batch_size, n_images)
+        return {"batch_size": batch_size, "steps_per_epoch": n_images // batch_size,
+                "epochs": config.epochs, "repeat": False}
+    batch_size = config.batch_size
+    steps_per_epoch = max(1, math.ceil(n_images / batch_size))
+    total_steps = max(1, math.ceil(config.kimg * 1000 / (batch_size * d_steps)))
+    return {"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+            "epochs": math.ceil(total_steps / steps_per_epoch), "repeat": True}
 
 
 def class_balanced_dataset(images_uint8, labels, batch_size: int, seed: int):
@@ -135,9 +195,12 @@ def run(config: GANConfig) -> dict:
     from keras_ganaug.gans import gan_class
 
     gan_type = gan_class(config.gan, config.conditional)
-    arrays, labels, images, class_name, class_id, report, source = prepare_training_set(config)
-    out = Path(config.out) if config.out else default_out(config, class_name)
+    if config.kimg is not None and config.kimg <= 0:
+        raise UserError(f"--kimg {config.kimg}: expected a positive number of thousands of images")
+    data = prepare_training_set(config)
+    out = Path(config.out) if config.out else default_out(config, data.class_name)
     _check_out(out, config)
+    report = data.report
     if report.skipped and config.verbose:
         print(f"skipped {len(report.skipped)} unreadable images (--skip-bad-images), e.g. "
               f"{report.skipped[0]}")
@@ -145,28 +208,36 @@ def run(config: GANConfig) -> dict:
         modes = ", ".join(f"{n} {mode}" for mode, n in sorted(report.converted_modes.items()))
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
     (out / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
-    data_lib.write_file_list(out / "training_files.json", images, config.seed, config.n_real,
-                             class_name)
-    return _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id,
-                             source, out)
+    data_lib.write_file_list(out / "training_files.json", data.images, config.seed, config.n_real,
+                             data.class_name,
+                             extra={"val_fraction": config.val_fraction,
+                                    "held_out_files": list(data.held_out.files),
+                                    "dropped_test_duplicates": data.dropped_test_duplicates})
+    return _train_and_export(config, gan_type, data, out)
 
 
-def _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id, source, out):
+def _train_and_export(config, gan_type, data: TrainingSet, out):
     import keras
 
     from keras_ganaug import callbacks as cb
     from keras_ganaug import runtime
     from keras_ganaug.export import export_gan
 
+    arrays, labels, images = data.arrays, data.labels, data.images
+    class_name, class_id = data.class_name, data.class_id
     keras.utils.set_random_seed(config.seed)
-    batch_size = min(config.batch_size, len(arrays))
-    steps_per_epoch = None
+    d_steps = config.n_critic if "n_critic" in gan_type.config_options else gan_type.d_steps
+    schedule = training_schedule(config, len(arrays), d_steps)
+    batch_size, epochs = schedule["batch_size"], schedule["epochs"]
+    steps_per_epoch = schedule["steps_per_epoch"]
+    # A finite dataset is re-iterated each epoch by fit; an endless one needs the step count.
+    fit_steps = steps_per_epoch if schedule["repeat"] or gan_type.conditional else None
     if gan_type.conditional:
         dataset = class_balanced_dataset(arrays, labels, batch_size, config.seed)
-        steps_per_epoch = len(arrays) // batch_size
     else:
         dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True,
-                                        seed=config.seed, drop_remainder=True)
+                                        seed=config.seed, drop_remainder=True,
+                                        repeat=schedule["repeat"])
     precision = runtime.choose_precision(config.precision)
     strategy = runtime.choose_strategy(config.strategy)
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
@@ -184,17 +255,22 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
     checkpoints = out / "checkpoints"
     initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
     cb.trim_history(out / "history.csv", initial_epoch)
+    steps = epochs * steps_per_epoch
     metadata = {
         "class_names": list(images.class_names),
         "trained_class": None if gan.conditional else class_name,
         "trained_class_id": None if gan.conditional else class_id,
         "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
-        "training_images": len(arrays), "data": source, "resize": config.resize,
-        "augment": config.augment, "epochs": config.epochs, "precision": precision,
+        "training_images": len(arrays), "data": data.source, "resize": config.resize,
+        "augment": config.augment, "epochs": epochs, "precision": precision,
         "replicas": strategy.num_replicas_in_sync,
+        "batch_size": batch_size, "steps": steps,
+        "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": config.kimg,
+        "val_fraction": config.val_fraction, "held_out_images": len(data.held_out.files),
+        "dropped_test_duplicates": len(data.dropped_test_duplicates),
         "training_files_sha256": data_lib.file_hashes(images),
     }
-    sample_every = config.sample_every or max(1, config.epochs // 10)
+    sample_every = config.sample_every or max(1, epochs // 10)
     grids = cb.SampleGrid(out / "samples", sample_every)
     nan_guard = cb.StopOnNaN()
     callbacks = [
@@ -206,11 +282,14 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
     # StopOnNaN must see the bad batch before the checkpoint could store the bad weights.
     callbacks.sort(key=lambda c: not isinstance(c, cb.StopOnNaN))
     if config.verbose:
+        budget = (f"{metadata['kimg']:.1f} kimg" if config.kimg is not None
+                  else f"{epochs} epochs")
         print(f"{gan_type.gan_type}: {len(arrays)} images of {class_name!r} "
-              f"({config.image_size} px, batch {batch_size}) -> {out}")
+              f"({config.image_size} px, batch {batch_size}, {steps} steps, {budget}; "
+              f"{len(data.held_out.files)} held out for validation) -> {out}")
     start = time.perf_counter()
-    history = gan.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+    history = gan.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=fit_steps, callbacks=callbacks,
                       verbose=config.verbose, shuffle=False)
     seconds = time.perf_counter() - start
     if nan_guard.bad is not None:
@@ -218,16 +297,17 @@ def _train_and_export(config, gan_type, arrays, labels, images, class_name, clas
         raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; the last good "
                         f"checkpoint (epoch {epoch - 1}) is kept in {checkpoints}; lower the "
                         f"learning rate or try --augment diffaugment, then --resume")
-    trained_epochs = config.epochs - initial_epoch
-    steps = trained_epochs * (len(arrays) // batch_size)
-    export_gan(gan, out, {**metadata, "epochs_trained": config.epochs})
+    trained_steps = (epochs - initial_epoch) * steps_per_epoch
+    export_gan(gan, out, {**metadata, "epochs_trained": epochs})
     grids.write("final")
     if hasattr(gan, "write_code_sweep"):
         gan.write_code_sweep(out / "samples" / "codes.png")
     if (out / "history.csv").is_file():
         cb.plot_history(out / "history.csv", out / "loss_curves.png")
     final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-    return {"out": str(out), "generator": str(out / "generator"), "epochs": config.epochs,
+    return {"out": str(out), "generator": str(out / "generator"), "epochs": epochs,
+            "steps": steps, "kimg": metadata["kimg"],
             "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
-            "images_per_second": steps * batch_size / seconds if seconds > 0 and steps else None,
+            "images_per_second": (trained_steps * batch_size / seconds
+                                  if seconds > 0 and trained_steps else None),
             "final_logs": final_logs}

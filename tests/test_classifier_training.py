@@ -165,7 +165,11 @@ def test_class_weights_equal_sklearn_balanced():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"synthetic": "balance"}, "need at least one --generator"),
+    ({"synthetic": "balance"}, "needs at least one --generator"),
+    ({"vet": True}, "--vet needs at least one --generator"),
+    ({"monitor": "val_acc"}, "--monitor val_acc: expected one of val_auc"),
+    ({"oversample": True, "generators": ["GAN"]}, "--oversample and --generator: pick one"),
+    ({"synthetic_classes": "some"}, "--synthetic-classes some"),
     ({"generators": ["/nonexistent/gan"]}, "--generator /nonexistent/gan: no such folder"),
     ({"generators": ["GAN"], "synthetic": "lots"}, "--synthetic lots"),
     ({"model": "vgg16", "weights": "none", "freeze": True}, "random layers"),
@@ -213,7 +217,8 @@ def test_run_writes_metrics_and_refuses_to_overwrite_a_finished_run(data_root, g
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["accuracy"] == result["accuracy"]
     assert on_disk["train_counts"] == {"real": {"benign": 24, "malignant": 12},
-                                       "synthetic": {"benign": 0, "malignant": 12}}
+                                       "synthetic": {"benign": 0, "malignant": 12},
+                                       "oversampled": {"benign": 0, "malignant": 0}}
     assert on_disk["config"]["generators"] == [str(gan)] and on_disk["seed"] == 0
     assert on_disk["class_weights"] == {"0": 1.0, "1": 1.0}  # balanced after synthesis
     assert on_disk["upscale"] == ["none"] and on_disk["timings"]["train_seconds"] > 0

@@ -147,7 +147,8 @@ def test_bad_images_skipped_modes_converted_non_ascii_names_read(capsys, tmp_pat
     noise_image(40, "RGB", seed=3).save(folder / "病変.jpg")
     out = tmp_path / "run"
     code, stdout, err = call(train_gan.main,
-                             gan_args(root, out, "--skip-bad-images", quiet=False), capsys)
+                             gan_args(root, out, "--skip-bad-images", "--val-fraction", "0",
+                                      quiet=False), capsys)
     assert code == 0, err[-3000:]
     assert "skipped 3 unreadable images (--skip-bad-images)" in stdout
     assert "converted to RGB: 1 LA, 1 RGBA" in stdout

@@ -18,14 +18,18 @@ from sklearn import metrics as skm
 
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-                           minority: str | None = None) -> dict:
-    """y_true [N] ints and scores [N, K] -> JSON-ready dict of accuracy, AUC, per-class P/R/F1, ..."""
+                           minority: str | None = None, y_pred: np.ndarray | None = None) -> dict:
+    """y_true [N] ints and scores [N, K] -> JSON-ready dict of accuracy, AUC, per-class P/R/F1, ...
+
+    The predicted class is the argmax of the scores unless `y_pred` gives the decisions (those of a
+    tuned threshold, see `decide`); ROC AUC always comes from the scores.
+    """
     y_true = np.asarray(y_true, np.int64)
     scores = np.asarray(scores, np.float64)
     n_classes = len(class_names)
     if scores.ndim != 2 or scores.shape != (len(y_true), n_classes):
         raise ValueError(f"scores must be [N={len(y_true)}, K={n_classes}], got {scores.shape}")
-    y_pred = scores.argmax(axis=1)
+    y_pred = scores.argmax(axis=1) if y_pred is None else np.asarray(y_pred, np.int64)
     labels = np.arange(n_classes)
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
@@ -47,6 +51,59 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, class_names: 
         result["minority"] = minority
         result["minority_recall"] = per_class[minority]["recall"]
     return result
+
+
+# The decision rule: chosen on the validation split, free of the class prior -------------------
+
+def tune_decision(y_val: np.ndarray, val_scores: np.ndarray, minority_index: int,
+                  train_priors: Sequence[float]) -> dict:
+    """The decision rule the val split picks, as a JSON-ready dict `decide` applies.
+
+    Two classes: predict the minority when its probability reaches `threshold`, the value that
+    maximises balanced accuracy on val (ties: the median of the tied thresholds, so the rule does
+    not sit on the edge of a val score). Argmax at 0.5 instead inherits the training prior: on a
+    nearly balanced test split a model trained at 1:14 then misses most of the minority.
+    More classes: argmax of the probabilities divided by the effective training priors.
+    """
+    val_scores = np.asarray(val_scores, np.float64)
+    y_val = np.asarray(y_val, np.int64)
+    if val_scores.shape[1] > 2:
+        priors = np.asarray(train_priors, np.float64)
+        return {"rule": "argmax of probabilities / training priors", "threshold": None,
+                "priors": [float(p) for p in priors / priors.sum()]}
+    score = val_scores[:, minority_index]
+    positive = y_val == minority_index
+    candidates = np.unique(np.concatenate([[0.0, 1.0 + 1e-9], score]))
+    # Balanced accuracy of "minority iff score >= t" for every candidate t at once.
+    tpr = (score[positive][None, :] >= candidates[:, None]).mean(axis=1) if positive.any() else 0
+    tnr = (score[~positive][None, :] < candidates[:, None]).mean(axis=1) if (~positive).any() else 0
+    balanced = (tpr + tnr) / 2
+    best = candidates[np.isclose(balanced, balanced.max())]
+    return {"rule": "minority if its probability >= threshold (max val balanced accuracy)",
+            "threshold": float(np.median(best)), "minority_index": int(minority_index),
+            "val_balanced_accuracy": float(balanced.max())}
+
+
+def decide(scores: np.ndarray, decision: dict) -> np.ndarray:
+    """Class decisions [N] for scores [N, K] under a rule from `tune_decision`."""
+    scores = np.asarray(scores, np.float64)
+    if decision["threshold"] is None:
+        return (scores / np.asarray(decision["priors"])[None, :]).argmax(axis=1)
+    minority = decision["minority_index"]
+    other = 1 - minority
+    return np.where(scores[:, minority] >= decision["threshold"], minority, other)
+
+
+def tuned_metrics(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+                  minority: str, decision: dict) -> dict:
+    """The metrics at the val-tuned decision: threshold, accuracy, balanced accuracy, minority
+    recall, per-class precision / recall / F1 and the confusion matrix (metrics.json "val_tuned")."""
+    metrics = classification_metrics(y_true, scores, class_names, minority,
+                                     y_pred=decide(scores, decision))
+    keep = ("accuracy", "balanced_accuracy", "minority_recall", "macro_f1", "per_class",
+            "confusion_matrix")
+    return {"threshold": decision["threshold"], "rule": decision["rule"],
+            **{k: metrics[k] for k in keep}}
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
