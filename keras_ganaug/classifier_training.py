@@ -769,7 +769,8 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     scores = model.predict(test_ds, verbose=0)
     minority_index = splits.class_names.index(splits.minority)
     decision = tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
-                             effective_priors(splits.y_train, len(splits.class_names), weights))
+                             effective_priors(splits.y_train, len(splits.class_names), weights),
+                             seed=config.seed)
     # A run resumed after its last epoch trains none: its whole history is the earlier one.
     latest = {k: [float(v) for v in values] for k, values in history.history.items()}
     history_dict = {k: earlier.get(k, []) + latest.get(k, []) for k in {**earlier, **latest}}

@@ -1,8 +1,18 @@
-"""A study's tables and figures from its CSV: summary.csv, report.md and metric-vs-N plots.
+"""A study's tables and figures from its files: summary.csv, comparisons.csv, report.md, plots.
 
-Everything here reads OUT/results.csv (and, when present, study.json, invocations/, leakage.json
-and the generators' sample grids) and trains nothing, so `python -m keras_ganaug.study --report-only --out OUT` remakes the report from the CSV
-alone, e.g. after shards of a job array have all finished.
+Everything here reads OUT (results.csv, the cells' per-image test outputs in cells/*.json,
+study.json with its declared comparisons, invocations/, leakage.json, the generators' sample grids)
+and trains nothing, so `python -m keras_ganaug.study --report-only --out OUT` remakes the report,
+e.g. after the shards of a job array have all finished.
+
+The statistics, and why (stats.py has the arithmetic):
+- every interval is a paired two-level bootstrap: resample the seeds, then the test images, the
+  same draws for both sides of a difference; it carries the seed spread and the test set's own
+  sampling error. Cells without per-image outputs fall back to t intervals over seeds.
+- the comparisons are the ones study.json declared before the run (every GAN arm against every
+  non-GAN arm; oversample at the same ratio), never a "best baseline" picked afterwards on the same
+  seeds; their p-values are Holm-adjusted within each metric's table, and a difference is bold
+  only where its adjusted p is below 0.05 (the adjusted interval excludes 0).
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_ganaug.stats import estimate, paired_difference
+from keras_ganaug import stats
 
 METRICS = {"accuracy": "Accuracy", "roc_auc": "AUC", "balanced_accuracy": "Balanced accuracy",
            "minority_recall": "Minority recall"}
@@ -26,17 +36,13 @@ QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall
            "gan_memorization_ratio": "memorization ratio",
            "gan_memorized_fraction": "memorized fraction", "gan_tstr_over_trtr": "TSTR / TRTR",
            "gan_total_seconds": "GAN seconds"}
-SUMMARY_COLUMNS = ("method", "n_real", "n_minority", "metric", "seeds", "mean", "std", "ci_low",
-                   "ci_high", "vs_real_diff", "vs_real_ci_low", "vs_real_ci_high", "vs_real_p",
-                   "baseline", "vs_baseline_diff", "vs_baseline_ci_low", "vs_baseline_ci_high",
-                   "vs_baseline_p")
-
-
-def is_baseline(method: str) -> bool:
-    """Non-GAN methods that add something to real-only training (class weights, augmentation)."""
-    from keras_ganaug.study import parse_method
-
-    return method != "real" and parse_method(method).gan is None
+SUMMARY_COLUMNS = ("arm", "method", "synthetic", "n_real", "n_minority", "metric", "seeds",
+                   "seed_values", "mean", "std", "ci_low", "ci_high", "interval")
+COMPARISON_COLUMNS = ("arm", "baseline", "n_real", "n_minority", "metric", "seeds", "diff",
+                      "ci_low", "ci_high", "p", "p_holm", "significant", "interval",
+                      "delong_p_per_seed")
+ALPHA = 0.05
+BOOTSTRAP_REPLICATES = 2000
 
 
 def n_order(results: pd.DataFrame) -> list[str]:
@@ -45,62 +51,139 @@ def n_order(results: pd.DataFrame) -> list[str]:
     return sorted(sizes.index, key=lambda n: (sizes[n], str(n)))
 
 
-def method_order(results: pd.DataFrame, configured: list[str] | None = None) -> list[str]:
-    present = list(dict.fromkeys(results["method"]))
-    if configured:
-        from keras_ganaug.study import parse_method
+def arm_order(results: pd.DataFrame, configured: list[str] | None = None) -> list[str]:
+    """Arms in the order of --methods (then --synthetic), any others after them."""
+    present = list(dict.fromkeys(results["arm"]))
+    if not configured:
+        return present
+    from keras_ganaug.study import parse_method
 
-        canonical = [parse_method(m).name for m in configured]
-        return [m for m in canonical if m in present] + [m for m in present if m not in canonical]
-    return present
-
-
-def _by_seed(results: pd.DataFrame, method: str, n_real: str, metric: str) -> pd.Series:
-    rows = results[(results["method"] == method) & (results["n_real"] == n_real)]
-    return rows.groupby("seed")[metric].mean()
+    order = {parse_method(m).name: i for i, m in enumerate(configured)}
+    return sorted(present, key=lambda a: (order.get(a.split("@")[0], len(order)),
+                                          present.index(a)))
 
 
-def _paired(results, method, other, n_real, metric) -> dict:
-    mine, theirs = _by_seed(results, method, n_real, metric), _by_seed(results, other, n_real,
-                                                                       metric)
-    seeds = sorted(set(mine.index) & set(theirs.index))
-    diff = paired_difference(mine[seeds].to_numpy(), theirs[seeds].to_numpy())
-    return {"diff": diff.estimate.mean, "ci_low": diff.estimate.ci_low,
-            "ci_high": diff.estimate.ci_high, "p": diff.p_value}
-
-
-def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, N, metric): mean, std, 95% CI over seeds, and paired differences over seeds
-    against `real` and against the best non-GAN baseline at that N (by mean of that metric)."""
-    rows = []
+def with_arms(results: pd.DataFrame) -> pd.DataFrame:
+    """results.csv with an `arm` column (older files have none: the method is the arm)."""
     results = results.copy()
     results["n_real"] = results["n_real"].astype(str)
+    if "arm" not in results:
+        results["arm"] = results["method"]
+    results["arm"] = results["arm"].fillna(results["method"])
+    return results
+
+
+# Per-image outputs ------------------------------------------------------------------------------
+
+def load_outputs(out: Path) -> dict[str, dict]:
+    """cell id -> its per-image test outputs (labels, scores, val-tuned predictions)."""
+    from keras_ganaug.study import PER_IMAGE_KEY, finished_cells
+
+    return {cell: row[PER_IMAGE_KEY] for cell, row in finished_cells(out).items()
+            if row.get(PER_IMAGE_KEY)}
+
+
+def run_outputs(rows: pd.DataFrame, outputs: dict[str, dict]) -> stats.RunOutputs | None:
+    """The per-image outputs of an arm's seeds at one N, or None if any cell lacks them."""
+    rows = rows.sort_values("seed")
+    if rows.empty or not all(c in outputs for c in rows["cell"]):
+        return None
+    cells = [outputs[c] for c in rows["cell"]]
+    labels = np.asarray(cells[0]["labels"])
+    if any(len(c["labels"]) != len(labels) for c in cells):
+        return None
+    minority = int(rows["minority_index"].iloc[0]) if "minority_index" in rows else 1
+    scores = np.asarray([np.asarray(c["scores"])[:, minority] for c in cells])
+    if np.asarray(cells[0]["scores"]).shape[1] != 2:
+        return None  # the bootstrap's AUC is binary; more classes use seed-level intervals
+    return stats.RunOutputs(tuple(int(s) for s in rows["seed"]), labels,
+                            np.asarray([c["val_tuned_predictions"] for c in cells]), scores,
+                            minority)
+
+
+# Summaries --------------------------------------------------------------------------------------
+
+def summarize(results: pd.DataFrame, outputs: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Per (arm, N, metric): per-seed values, mean, std and a 95% interval (two-level bootstrap
+    where per-image outputs exist, else t over seeds)."""
+    outputs = outputs or {}
+    results = with_arms(results)
+    rows = []
     for n_real in n_order(results):
         at_n = results[results["n_real"] == n_real]
-        methods = list(dict.fromkeys(at_n["method"]))
-        for metric in ALL_METRICS:
-            if metric not in at_n or at_n[metric].isna().all():
-                continue
-            means = at_n.groupby("method")[metric].mean()
-            baselines = [m for m in methods if is_baseline(m) and not math.isnan(means[m])]
-            best = max(baselines, key=lambda m: means[m]) if baselines else None
-            for method in methods:
-                values = _by_seed(results, method, n_real, metric)
-                est = estimate(values.to_numpy())
-                row = {"method": method, "n_real": n_real,
-                       "n_minority": int(at_n["n_minority"].median()), "metric": metric,
-                       "seeds": est.n, "mean": est.mean, "std": est.std, "ci_low": est.ci_low,
-                       "ci_high": est.ci_high, "baseline": best or ""}
-                if method != "real" and "real" in methods:
-                    row.update({f"vs_real_{k}": v
-                                for k, v in _paired(results, method, "real", n_real,
-                                                    metric).items()})
-                if best and method not in (best, "real"):
-                    row.update({f"vs_baseline_{k}": v
-                                for k, v in _paired(results, method, best, n_real,
-                                                    metric).items()})
+        for arm in dict.fromkeys(at_n["arm"]):
+            mine = at_n[at_n["arm"] == arm].sort_values("seed")
+            runs = run_outputs(mine, outputs)
+            for metric in ALL_METRICS:
+                if metric not in mine or mine[metric].isna().all():
+                    continue
+                values = mine[metric].to_numpy(dtype=float)
+                est = stats.estimate(values)
+                row = {"arm": arm, "method": mine["method"].iloc[0],
+                       "synthetic": mine["synthetic"].iloc[0] if "synthetic" in mine else "",
+                       "n_real": n_real, "n_minority": int(at_n["n_minority"].median()),
+                       "metric": metric, "seeds": est.n,
+                       "seed_values": ";".join(f"{v:.4f}" for v in values), "mean": est.mean,
+                       "std": est.std, "ci_low": est.ci_low, "ci_high": est.ci_high,
+                       "interval": "t over seeds"}
+                if runs is not None and metric in METRICS:
+                    boot = stats.bootstrap_metric(runs, metric, BOOTSTRAP_REPLICATES)
+                    row.update(mean=boot.mean, ci_low=boot.ci_low, ci_high=boot.ci_high,
+                               interval="two-level bootstrap")
                 rows.append(row)
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def compare(results: pd.DataFrame, comparisons: list[tuple[str, str]],
+            outputs: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Each declared (arm, baseline) at each N and metric: paired difference, interval, p, and
+    the Holm-adjusted p within the metric's table; DeLong's p per seed for the AUC."""
+    outputs = outputs or {}
+    results = with_arms(results)
+    rows = []
+    for n_real in n_order(results):
+        at_n = results[results["n_real"] == n_real]
+        for arm, baseline in comparisons:
+            mine, theirs = at_n[at_n["arm"] == arm], at_n[at_n["arm"] == baseline]
+            if mine.empty or theirs.empty:
+                continue
+            runs_a, runs_b = run_outputs(mine, outputs), run_outputs(theirs, outputs)
+            for metric in METRICS:
+                if metric not in at_n:
+                    continue
+                rows.append({"arm": arm, "baseline": baseline, "n_real": n_real,
+                             "n_minority": int(at_n["n_minority"].median()), "metric": metric,
+                             **_difference(mine, theirs, runs_a, runs_b, metric)})
+    frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+    for metric in METRICS:
+        mask = frame["metric"] == metric
+        frame.loc[mask, "p_holm"] = stats.holm(frame.loc[mask, "p"].to_numpy(dtype=float))
+    frame["significant"] = frame["p_holm"] < ALPHA
+    return frame
+
+
+def _delong_per_seed(a: stats.RunOutputs, b: stats.RunOutputs) -> str:
+    """DeLong's p for the AUCs of the two runs of each common seed, ';'-joined."""
+    positives = a.labels == a.minority
+    return ";".join(
+        f"{stats.delong_test(positives, a.scores[a.seeds.index(s)], b.scores[b.seeds.index(s)])['p_value']:.4f}"
+        for s in sorted(set(a.seeds) & set(b.seeds)))
+
+
+def _difference(mine, theirs, runs_a, runs_b, metric) -> dict:
+    if runs_a is not None and runs_b is not None:
+        boot = stats.bootstrap_difference(runs_a, runs_b, metric, BOOTSTRAP_REPLICATES)
+        delong = _delong_per_seed(runs_a, runs_b) if metric == "roc_auc" else ""
+        return {"seeds": len(set(runs_a.seeds) & set(runs_b.seeds)), "diff": boot.mean,
+                "ci_low": boot.ci_low, "ci_high": boot.ci_high, "p": boot.p_value,
+                "interval": "two-level bootstrap", "delong_p_per_seed": delong}
+    a = mine.groupby("seed")[metric].mean()
+    b = theirs.groupby("seed")[metric].mean()
+    seeds = sorted(set(a.index) & set(b.index))
+    diff = stats.paired_difference(a[seeds].to_numpy(), b[seeds].to_numpy())
+    return {"seeds": diff.estimate.n, "diff": diff.estimate.mean, "ci_low": diff.estimate.ci_low,
+            "ci_high": diff.estimate.ci_high, "p": diff.p_value, "interval": "t over seeds",
+            "delong_p_per_seed": ""}
 
 
 # Markdown ---------------------------------------------------------------------------------------
@@ -110,7 +193,7 @@ def _fmt(mean: float, low: float, high: float, digits: int = 3) -> str:
         return "–"
     if low is None or math.isnan(low):
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -119,62 +202,91 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _cell_text(summary: pd.DataFrame, method: str, n_real: str, metric: str) -> tuple[str, float]:
-    row = summary[(summary["method"] == method) & (summary["n_real"] == n_real)
-                  & (summary["metric"] == metric)]
-    if row.empty:
-        return "–", math.nan
-    r = row.iloc[0]
-    return _fmt(r["mean"], r["ci_low"], r["ci_high"]), r["mean"]
+def _n_label(summary: pd.DataFrame, n_real: str) -> str:
+    n_minority = summary.loc[summary["n_real"] == n_real, "n_minority"]
+    return n_real if n_real != "all" else f"all ({int(n_minority.iloc[0])})"
 
 
-def metric_table(summary: pd.DataFrame, methods: list[str], ns: list[str],
-                 metrics: list[str]) -> str:
-    """Rows N, columns methods; each cell 'mean ± CI' per metric joined by ' / ', best bold."""
+def wins(comparisons: pd.DataFrame, arm: str, n_real: str, metric: str) -> bool:
+    """Whether `arm` beats every declared baseline at N on `metric`, Holm-adjusted."""
+    mine = comparisons[(comparisons["arm"] == arm) & (comparisons["n_real"] == n_real)
+                       & (comparisons["metric"] == metric)]
+    return bool(len(mine)) and bool((mine["significant"] & (mine["diff"] > 0)).all())
+
+
+def metric_table(summary: pd.DataFrame, comparisons: pd.DataFrame, arms: list[str],
+                 ns: list[str], metric: str) -> str:
+    """Rows N, columns arms: 'mean [95% interval]'; bold where a GAN arm beats every declared
+    baseline (Holm-adjusted paired interval excludes 0)."""
     rows = []
     for n_real in ns:
-        texts = {m: [] for m in methods}
-        for metric in metrics:
-            cells = {m: _cell_text(summary, m, n_real, metric) for m in methods}
-            means = [v for _, v in cells.values() if not math.isnan(v)]
-            best = max(means) if means else math.nan
-            for m, (text, value) in cells.items():
-                texts[m].append(f"**{text}**" if value == best and len(means) > 1 else text)
-        n_minority = summary.loc[summary["n_real"] == n_real, "n_minority"]
-        label = n_real if n_real != "all" else f"all ({int(n_minority.iloc[0])})"
-        rows.append([label] + [" / ".join(texts[m]) for m in methods])
-    return _table(["N real"] + methods, rows)
-
-
-def difference_table(summary: pd.DataFrame, methods: list[str], ns: list[str],
-                     metric: str) -> str:
-    """Rows N, columns non-real methods: paired difference vs real and vs the best baseline."""
-    others = [m for m in methods if m != "real"]
-    rows = []
-    for n_real in ns:
-        row = [n_real]
-        for method in others:
-            match = summary[(summary["method"] == method) & (summary["n_real"] == n_real)
+        row = [_n_label(summary, n_real)]
+        for arm in arms:
+            match = summary[(summary["arm"] == arm) & (summary["n_real"] == n_real)
                             & (summary["metric"] == metric)]
             if match.empty:
                 row.append("–")
                 continue
             r = match.iloc[0]
-            parts = []
-            if not pd.isna(r["vs_real_diff"]):
-                parts.append(f"vs real {r['vs_real_diff']:+.3f} (p {_p(r['vs_real_p'])})")
-            if not pd.isna(r["vs_baseline_diff"]):
-                parts.append(f"vs {r['baseline']} {r['vs_baseline_diff']:+.3f} "
-                             f"(p {_p(r['vs_baseline_p'])})")
-            row.append("; ".join(parts) or ("best baseline" if method == r["baseline"] else "–"))
+            text = _fmt(r["mean"], r["ci_low"], r["ci_high"])
+            row.append(f"**{text}**" if wins(comparisons, arm, n_real, metric) else text)
         rows.append(row)
-    return _table(["N real"] + others, rows)
+    return _table(["N real"] + arms, rows)
+
+
+def comparison_table(comparisons: pd.DataFrame, ns: list[str], metric: str) -> str:
+    """Rows (arm vs baseline), columns N: difference [interval], Holm-adjusted p; bold if
+    significant."""
+    chosen = comparisons[comparisons["metric"] == metric]
+    pairs = list(dict.fromkeys(zip(chosen["arm"], chosen["baseline"], strict=True)))
+    rows = []
+    for arm, baseline in pairs:
+        row = [f"{arm} − {baseline}"]
+        for n_real in ns:
+            match = chosen[(chosen["arm"] == arm) & (chosen["baseline"] == baseline)
+                           & (chosen["n_real"] == n_real)]
+            if match.empty:
+                row.append("–")
+                continue
+            r = match.iloc[0]
+            text = (f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+                    f"p {_p(r['p_holm'])}")
+            row.append(f"**{text}**" if r["significant"] else text)
+        rows.append(row)
+    return _table(["comparison"] + ns, rows)
 
 
 def _p(p: float) -> str:
     if pd.isna(p):
         return "n/a"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict(comparisons: pd.DataFrame, ns: list[str]) -> list[str]:
+    """The answer in plain words: per N, which GAN arm is ahead of (or behind) which baseline on
+    which metric with a Holm-adjusted interval that excludes 0, or that none is."""
+    if comparisons.empty:
+        return ["No GAN arm was compared (the study has no GAN method or no non-GAN method)."]
+    lines = []
+    for n_real in ns:
+        at_n = comparisons[(comparisons["n_real"] == n_real) & comparisons["significant"]]
+        if at_n.empty:
+            lines.append(f"- N = {n_real}: no GAN arm differs from any non-GAN baseline on any "
+                         f"metric by an interval that excludes 0 (Holm-adjusted).")
+            continue
+        parts = []
+        for r in at_n.itertuples():
+            side = "ahead of" if r.diff > 0 else "behind"
+            parts.append(f"{r.arm} is {side} {r.baseline} on {METRICS[r.metric].lower()} by "
+                         f"{r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]")
+        lines.append(f"- N = {n_real}: " + "; ".join(parts) + ".")
+        ahead = {r.arm for r in at_n.itertuples() if r.diff > 0}
+        beats_all = [a for a in ahead
+                     if all(wins(comparisons, a, n_real, m) for m in ("accuracy", "roc_auc"))]
+        if not beats_all:
+            lines.append(f"  No GAN arm beats every non-GAN baseline on both accuracy and AUC "
+                         f"at N = {n_real}.")
+    return lines
 
 
 def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
@@ -196,7 +308,7 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
                 continue
             row = [kind, n_real, str(len(sel))]
             for column in columns:
-                est = estimate(sel[column].to_numpy(dtype=float))
+                est = stats.estimate(sel[column].to_numpy(dtype=float))
                 digits = 0 if column == "gan_total_seconds" else 3
                 row.append(_fmt(est.mean, est.ci_low, est.ci_high, digits))
             rows.append(row)
@@ -205,22 +317,28 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
 
 # Figures ----------------------------------------------------------------------------------------
 
-def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Path) -> str:
-    """Mean of `metric` against the real minority count, one line per method, 95% CI bands."""
-    # The classifier's figure helpers: headless backend, atomic write.
-    from keras_ganaug.metrics.classification import _pyplot, _save_figure
+def plot_metric(summary: pd.DataFrame, arms: list[str], metric: str, path: Path) -> str:
+    """Mean of `metric` against the real minority count, one line per arm, 95% interval bands,
+    and each seed's value as a point."""
+    from keras_ganaug.metrics.classification import pyplot, save_figure
 
-    fig, ax = _pyplot().subplots(figsize=(6.4, 4.2))
-    for method in methods:
-        rows = summary[(summary["method"] == method) & (summary["metric"] == metric)]
+    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
+    for offset, arm in enumerate(arms):
+        rows = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
         rows = rows.sort_values("n_minority")
         if rows.empty:
             continue
         x = rows["n_minority"].to_numpy(float)
-        line, = ax.plot(x, rows["mean"], marker="o", label=method)
+        line, = ax.plot(x, rows["mean"], marker="o", label=arm)
         low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
         if np.isfinite(low).any():
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
+        # Seeds as points, nudged sideways so arms at one N do not hide each other.
+        jitter = 1 + 0.03 * (offset - len(arms) / 2)
+        for xi, seeds in zip(x, rows["seed_values"], strict=True):
+            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
+            ax.scatter([xi * jitter] * len(values), values, s=9, color=line.get_color(),
+                       alpha=0.6, linewidths=0)
     ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
     if len(ticks) > 1:
         ax.set_xscale("log")
@@ -231,20 +349,20 @@ def plot_metric(summary: pd.DataFrame, methods: list[str], metric: str, path: Pa
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
     ax.set_xlabel("real minority training images (N)")
     ax.set_ylabel(ALL_METRICS[metric])
-    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% CI over seeds)")
+    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% interval, seeds as points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-# The report ------------------------------------------------------------------------------------
+# The report -------------------------------------------------------------------------------------
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _sample_grids(out: Path, results: pd.DataFrame, ns: list[str]) -> str | None:
+def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
     if "generator" not in results:
         return None
     rows = []
@@ -257,58 +375,83 @@ def _sample_grids(out: Path, results: pd.DataFrame, ns: list[str]) -> str | None
 
 
 def write_report(out: str | os.PathLike) -> dict[str, str]:
-    """OUT/results.csv -> OUT/summary.csv, OUT/figures/*.png and OUT/report.md; returns paths."""
+    """OUT -> OUT/summary.csv, OUT/comparisons.csv, OUT/figures/*.png and OUT/report.md."""
     from keras_ganaug.errors import UserError
+    from keras_ganaug.files import write_text_atomic
 
     out = Path(out)
     results_path = out / "results.csv"
     if not results_path.is_file():
         raise UserError(f"--out {out}: no results.csv to report on")
     try:
-        results = pd.read_csv(results_path, dtype={"n_real": str})
+        results = pd.read_csv(results_path, dtype={"n_real": str, "synthetic": str})
     except pd.errors.EmptyDataError:
         results = pd.DataFrame()
     study = _read_json(out / "study.json")
-    paths = {"summary": str(out / "summary.csv"), "report": str(out / "report.md")}
+    paths = {"summary": str(out / "summary.csv"), "comparisons": str(out / "comparisons.csv"),
+             "report": str(out / "report.md")}
     if results.empty:
-        from keras_ganaug.files import write_text_atomic
-
         write_text_atomic(out / "summary.csv", ",".join(SUMMARY_COLUMNS) + "\n")
+        write_text_atomic(out / "comparisons.csv", ",".join(COMPARISON_COLUMNS) + "\n")
         write_text_atomic(out / "report.md", "# Study report\n\nNo finished cells yet.\n")
         return paths
-    summary = summarize(results)
-    from keras_ganaug.files import write_text_atomic
-
+    results = with_arms(results)
+    outputs = load_outputs(out)
+    summary = summarize(results, outputs)
+    declared = [tuple(p) for p in study.get("comparisons", [])]
+    comparisons = compare(results, declared, outputs)
     write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
-    methods = method_order(results, study.get("config", {}).get("methods"))
+    write_text_atomic(out / "comparisons.csv", comparisons.to_csv(index=False))
+    arms = arm_order(results, study.get("config", {}).get("methods"))
     ns = n_order(results)
     figures = {}
     for metric in ALL_METRICS:
         if metric in set(summary["metric"]):
-            figures[metric] = plot_metric(summary, methods, metric,
+            figures[metric] = plot_metric(summary, arms, metric,
                                           out / "figures" / f"{metric}_vs_n.png")
     paths.update({f"figure_{k}": v for k, v in figures.items()})
-    write_text_atomic(out / "report.md", render(out, results, summary, study, methods, ns, figures))
+    text = render(out, results, summary, comparisons, study, arms, ns, figures)
+    write_text_atomic(out / "report.md", text)
     return paths
 
 
-def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
-           methods: list[str], ns: list[str], figures: dict[str, str]) -> str:
-    """The markdown of report.md."""
-    config = study.get("config", {})
+def _setting(results: pd.DataFrame, config: dict) -> str:
     seeds = sorted(results["seed"].unique())
-    lines = ["# Study report", ""]
     setting = [f"data `{config.get('data') or 'demo'}`",
                f"minority `{results['minority'].iloc[0] if 'minority' in results else '?'}`",
-               f"model `{results['model'].iloc[0]}`",
-               f"{results['image_size'].iloc[0]} px",
-               f"classifier epochs {results['epochs'].iloc[0]} (early stopping)"]
-    if config.get("gan_epochs") and (results["gan"].fillna("") != "").any():
-        setting.append(f"GAN epochs {config['gan_epochs']}, synthetic `{config.get('synthetic')}`")
+               f"model `{results['model'].iloc[0]}`", f"{results['image_size'].iloc[0]} px",
+               f"classifier epochs at most {results['epochs'].iloc[0]}, early stopping on "
+               f"`{config.get('monitor', 'val_auc')}` after {config.get('min_epochs', 5)} epochs"]
+    if (results["gan"].fillna("") != "").any():
+        budget = (f"{config['gan_epochs']} epochs" if config.get("gan_epochs")
+                  else f"{config.get('gan_kimg')} kimg for every N")
+        setting.append(f"GAN budget {budget}")
     setting.append(f"seeds {', '.join(str(s) for s in seeds)}")
-    lines += ["Setting: " + "; ".join(setting) + ".", ""]
+    return "Setting: " + "; ".join(setting) + "."
+
+
+def _isolation(results: pd.DataFrame) -> str:
+    if "val_images_seen_by_gans" not in results:
+        return ""
+    gan_rows = results[results["gan"].fillna("") != ""]
+    seen = gan_rows["val_images_seen_by_gans"].dropna()
+    if seen.empty:
+        return ""
+    if seen.max() > 0:
+        return (f"VALIDATION LEAK: {int((seen > 0).sum())} cell(s) used a generator trained on "
+                f"some of their validation images.")
+    return (f"Validation isolation, checked by hash per cell: in all {len(seen)} GAN cells, none "
+            f"of the classifier's validation files (splits.json) is among the sha256 of its "
+            f"generators' training files; test images are checked in the leakage section.")
+
+
+def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
+           study: dict, arms: list[str], ns: list[str], figures: dict[str, str]) -> str:
+    """The markdown of report.md."""
     from keras_ganaug.study import invocations
 
+    config = study.get("config", {})
+    lines = ["# Study report", "", _setting(results, config), ""]
     runs = invocations(out)
     if runs:
         total = sum(r.get("wall_seconds", 0) for r in runs)
@@ -317,28 +460,41 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
                   f"Wall time: {total:.0f} s summed over {len(runs)} run(s) (shards running in "
                   f"parallel overlap); cells run: {sum(r.get('ran', 0) for r in runs)}, skipped "
                   f"as already done: {sum(r.get('skipped', 0) for r in runs)}.", ""]
-    lines += ["Each cell is the mean ± half-width of the 95% t confidence interval over seeds; "
-              "the best mean per N is in bold. A seed fixes the real minority subset, so methods "
-              "at the same N and seed are paired.", ""]
-    lines += ["## Accuracy / AUC", "", metric_table(summary, methods, ns, ["accuracy", "roc_auc"]),
+    lines += ["## What it shows", ""] + verdict(comparisons, ns) + [""]
+    intervals = set(summary["interval"])
+    lines += ["Accuracy, balanced accuracy and minority recall are at the decision threshold "
+              "tuned on each run's validation split (argmax values: `argmax_*` in results.csv); "
+              "AUC is from the scores. Each cell: mean over seeds [95% interval: "
+              + (" / ".join(sorted(intervals))) + ", seeds then test images]. An arm is "
+              "`method@ratio` for methods that add images. Bold: a GAN arm ahead of every "
+              "declared non-GAN baseline at that N, Holm-adjusted paired interval excluding 0.",
               ""]
-    for metric in ("minority_recall", "balanced_accuracy"):
-        lines += [f"## {METRICS[metric]}", "", metric_table(summary, methods, ns, [metric]), ""]
+    isolation = _isolation(results)
+    if isolation:
+        lines += [isolation, ""]
+    for metric in METRICS:
+        if metric in set(summary["metric"]):
+            lines += [f"## {METRICS[metric]}", "",
+                      metric_table(summary, comparisons, arms, ns, metric), ""]
     if "accuracy_leak_free" in set(summary["metric"]):
         n_test = results["n_test"].iloc[0] if "n_test" in results else "?"
         lines += ["## Without the leaked test images", "",
                   f"The leakage check below found test images that are near-duplicates of training "
                   f"images; the same models measured on the {int(results['n_test_leak_free'].iloc[0])}"
-                  f" of {n_test} test images that have none:", "",
-                  metric_table(summary, methods, ns, ["accuracy_leak_free", "roc_auc_leak_free"]),
-                  "", "Minority recall (leak-free test):", "",
-                  metric_table(summary, methods, ns, ["minority_recall_leak_free"]), ""]
-    lines += ["## Paired differences", "",
-              "Mean over seeds of (method − reference) at the same N and seed, paired t-test "
-              "p-value; the baseline is the best non-GAN method (class weights or augmentation) "
-              "at that N.", ""]
-    for metric in ("accuracy", "roc_auc", "minority_recall"):
-        lines += [f"### {METRICS[metric]}", "", difference_table(summary, methods, ns, metric), ""]
+                  f" of {n_test} test images that have none (t intervals over seeds):", ""]
+        for metric in ("accuracy_leak_free", "roc_auc_leak_free", "minority_recall_leak_free"):
+            lines += [f"{ALL_METRICS[metric]}:", "",
+                      metric_table(summary, comparisons.iloc[0:0], arms, ns, metric), ""]
+    if not comparisons.empty:
+        lines += ["## Declared comparisons", "",
+                  "Paired difference (GAN arm − baseline) at the same N, seeds and test images; "
+                  "the comparisons were fixed in study.json before the run; p is Holm-adjusted "
+                  "within each table; bold where it is below 0.05. comparisons.csv adds "
+                  "unadjusted p and DeLong's p per seed for the AUC.", ""]
+        for metric in METRICS:
+            if metric in set(comparisons["metric"]):
+                lines += [f"### {METRICS[metric]}", "", comparison_table(comparisons, ns, metric),
+                          ""]
     quality = quality_table(results, ns)
     if quality:
         measured = any(c in results and results[c].notna().any()
@@ -354,17 +510,17 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
                       "real ones.", ""]
         lines += [quality, ""]
     if "cell_seconds" in results:
-        seconds = results.groupby("method")["cell_seconds"]
+        seconds = results.groupby("arm")["cell_seconds"]
         means, totals = seconds.mean(), seconds.sum()
         lines += ["## Compute", "",
                   "Seconds per cell (classifier, plus the generator's training and quality "
-                  "measures in the cell that trained it), mean and total per method: "
-                  + "; ".join(f"{m} {means[m]:.0f} s, {totals[m]:.0f} s" for m in methods)
+                  "measures in the cell that trained it), mean and total per arm: "
+                  + "; ".join(f"{a} {means[a]:.0f} s, {totals[a]:.0f} s" for a in arms)
                   + ".", ""]
     leakage = _read_json(out / "leakage.json")
     lines += ["## Leakage check", "",
               leakage.get("statement", "No leakage check was recorded for this study."), ""]
-    grids = _sample_grids(out, results, ns)
+    grids = _sample_grids(out, results)
     if grids:
         lines += ["## Sample grids (seed 0)", "", grids, ""]
     if figures:
@@ -372,7 +528,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, study: dict,
         lines += [f"![{ALL_METRICS[m]} vs N]({Path(p).relative_to(out).as_posix()})"
                   for m, p in figures.items()]
         lines.append("")
-    lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` (the statistics "
-              "above); remake this report with `python -m keras_ganaug.study --report-only --out "
-              "<this folder>`.", ""]
+    lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` and "
+              "`comparisons.csv` (the statistics above); remake this report with "
+              "`python -m keras_ganaug.study --report-only --out <this folder>`.", ""]
     return "\n".join(lines)

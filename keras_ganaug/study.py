@@ -3,10 +3,15 @@
     python -m keras_ganaug.study --data DIR --minority malignant --n-real 50,200,all \\
         --methods real,classic,dcgan+diffaugment --seeds 3 --image-size 64 --out runs/study
 
-A cell is one (N, method, seed): a classifier trained on N real minority images (plus whatever the
-method adds) and measured on the untouched test split. Each generator is trained once per
-(GAN, GAN augmentation, N, seed) and reused by every method that needs it (dcgan and dcgan+classic
-share one). Every finished cell is written to OUT/cells/<cell>.json (atomically), so a crashed or
+A cell is one (N, method, synthetic ratio, seed): a classifier trained on N real minority images
+(plus whatever the method adds) and measured on the untouched test split. The rules every method
+goes through, so the procedure favours none: one validation split per (N, seed), drawn from the
+file listing before anything trains and held out of every GAN (data.split_validation, checked by
+hash); early stopping on the val ROC AUC and the decision threshold tuned on val (selection.py,
+classification.tune_decision); every GAN the same budget in images shown (--gan-kimg); the extra
+images of a GAN method and of its non-GAN twin `oversample` counted by one rule
+(classifier_training.extra_counts). Each generator is trained once per (GAN, GAN augmentation, N,
+seed) and reused by every method and ratio that needs it (dcgan and dcgan+classic share one). Every finished cell is written to OUT/cells/<cell>.json (atomically), so a crashed or
 killed study resumes where it stopped; OUT/results.csv is rebuilt from those files after each cell.
 `--shard i/k` runs the i-th of k deterministic, cost-balanced parts of the work (a unit: one
 generator and the cells that use it, or one non-GAN cell), so a cluster job array with
@@ -33,17 +38,20 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
 from keras_ganaug.files import write_text_atomic
 
-GANS = ("dcgan", "cgan", "wgan-gp", "infogan")
 GAN_AUGMENTS = ("diffaugment", "ada")
 CLASSIFIER_AUGMENTS = ("classic", "superpixel")
+ALL_CLASSES = "all-classes"  # method suffix: every class gets the same share of extra images
 DEFAULT_N_REAL = "10,50,100,200,250,300,500,all"
-DEFAULT_METHODS = "real,class-weights,classic,dcgan"
+DEFAULT_METHODS = "real,class-weights,oversample+classic,dcgan+diffaugment"
+DEFAULT_SYNTHETIC = "balance"
+DEFAULT_SEEDS = 5
+DEFAULT_GAN_KIMG = 40.0
 # Where the test split holds near-duplicates of training images, these metrics are measured again
 # without those test images, in columns with this suffix.
 LEAK_FREE = "_leak_free"
@@ -61,37 +69,70 @@ class Method:
     gan_augment: str = "none"
     augment: str = "none"
     class_weights: bool = False
+    oversample: bool = False  # repeat real images: the non-GAN twin of a GAN method
+    all_classes: bool = False  # extra images for every class, at the minority's share
+
+    @property
+    def adds_images(self) -> bool:
+        """Whether --synthetic applies: a GAN's fakes or oversampled real images."""
+        return self.gan is not None or self.oversample
 
 
 def parse_method(text: str) -> Method:
-    """'dcgan+diffaugment+classic' -> Method; parts: GAN first, then modifiers, in any order."""
+    """'dcgan+diffaugment+classic' -> Method; parts: GAN or oversample first, then modifiers."""
+    from keras_ganaug.gans import GAN_NAMES
+
     parts = [p.strip() for p in text.strip().split("+") if p.strip()]
-    expected = (f"real, class-weights, classic, superpixel, or a GAN ({', '.join(GANS)}) with "
-                f"optional +diffaugment / +ada and +classic / +superpixel / +class-weights")
+    expected = (f"real, class-weights, classic, superpixel, oversample, or a GAN "
+                f"({', '.join(GAN_NAMES)}) with optional +diffaugment / +ada, and +classic / "
+                f"+superpixel / +class-weights / +{ALL_CLASSES}")
     if parts == ["real"]:
         return Method("real")
-    gan = parts[0] if parts and parts[0] in GANS else None
-    rest = parts[1:] if gan else parts
-    unknown = [p for p in rest if p not in (*GAN_AUGMENTS, *CLASSIFIER_AUGMENTS, "class-weights")]
+    gan = parts[0] if parts and parts[0] in GAN_NAMES else None
+    oversample = bool(parts) and parts[0] == "oversample"
+    rest = parts[1:] if gan or oversample else parts
+    modifiers = (*GAN_AUGMENTS, *CLASSIFIER_AUGMENTS, "class-weights", ALL_CLASSES)
+    unknown = [p for p in rest if p not in modifiers]
     if not parts or unknown or len(set(rest)) != len(rest):
         raise UserError(f"--methods {text}: expected {expected}")
     gan_augments = [p for p in rest if p in GAN_AUGMENTS]
     if len(gan_augments) > 1 or (gan_augments and not gan):
         raise UserError(f"--methods {text}: +diffaugment / +ada follow a GAN name, one at most")
+    if ALL_CLASSES in rest and not (gan or oversample):
+        raise UserError(f"--methods {text}: +{ALL_CLASSES} follows a GAN name or oversample")
     augments = [a for a in CLASSIFIER_AUGMENTS if a in rest]
     method = Method("", gan, gan_augments[0] if gan_augments else "none",
-                    "+".join(augments) or "none", "class-weights" in rest)
-    return Method(method_name(method), method.gan, method.gan_augment, method.augment,
-                  method.class_weights)
+                    "+".join(augments) or "none", "class-weights" in rest, oversample,
+                    ALL_CLASSES in rest)
+    return replace(method, name=method_name(method))
 
 
 def method_name(method: Method) -> str:
-    """The canonical spelling: GAN, GAN augmentation, classic, superpixel, class-weights."""
-    parts = [method.gan] if method.gan else []
+    """The canonical spelling: GAN or oversample, GAN augmentation, classic, superpixel,
+    class-weights, all-classes."""
+    parts = [method.gan] if method.gan else (["oversample"] if method.oversample else [])
     parts += [method.gan_augment] if method.gan_augment != "none" else []
     parts += method.augment.split("+") if method.augment != "none" else []
     parts += ["class-weights"] if method.class_weights else []
+    parts += [ALL_CLASSES] if method.all_classes else []
     return "+".join(parts) or "real"
+
+
+def parse_synthetic_list(text: str) -> list[str]:
+    """'balance,1:1,20%' -> the distinct --synthetic values of the ratio axis, each checked."""
+    from keras_ganaug.classifier_training import parse_synthetic
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    for value in values:
+        parse_synthetic(value)
+    if not values or len(set(values)) != len(values):
+        raise UserError(f"--synthetic {text}: expected distinct values, e.g. balance,1:1,20%")
+    return values
+
+
+def synthetic_label(spec: str) -> str:
+    """A --synthetic value as it can stand in a file name: 1:2 -> 1to2, 20% -> 20pct."""
+    return spec.replace(":", "to").replace("%", "pct")
 
 
 def parse_n_real(text: str) -> list[int | None]:
@@ -129,16 +170,21 @@ class StudyConfig:
     minority: str | None = None          # None: the class with the fewest train images
     n_real: list[int | None] = field(default_factory=lambda: parse_n_real(DEFAULT_N_REAL))
     methods: list[str] = field(default_factory=lambda: DEFAULT_METHODS.split(","))
-    synthetic: str = "balance"
-    seeds: int = 3
+    synthetic: list[str] = field(default_factory=lambda: [DEFAULT_SYNTHETIC])  # the ratio axis
+    seeds: int = DEFAULT_SEEDS
     model: str = "cnn5"
     weights: str | None = None
     image_size: int = 64
     channels: int = 3
-    gan_epochs: int = 300
+    gan_kimg: float | None = DEFAULT_GAN_KIMG  # the same budget in images shown for every N
+    gan_epochs: int | None = None        # instead of gan_kimg: passes over the N images
     gan_batch_size: int = 64
     epochs: int = 30
     patience: int = 5
+    min_epochs: int = 5
+    monitor: str = "val_auc"
+    val_fraction: float = 0.2
+    drop_test_duplicates: bool = False
     batch_size: int = 32
     vet: bool = False
     quality: bool = True                 # KID, precision/recall, memorization, TSTR per generator
@@ -153,10 +199,17 @@ class Cell:
     n_real: int | None
     seed: int
     method: Method
+    synthetic: str | None = None  # the --synthetic value, for methods that add images
+
+    @property
+    def arm(self) -> str:
+        """What the report compares: the method, at its ratio when it adds images."""
+        return self.method.name if self.synthetic is None else f"{self.method.name}@{self.synthetic}"
 
     @property
     def cell_id(self) -> str:
-        return f"n{n_label(self.n_real)}_s{self.seed}_{self.method.name}"
+        ratio = "" if self.synthetic is None else f"_{synthetic_label(self.synthetic)}"
+        return f"n{n_label(self.n_real)}_s{self.seed}_{self.method.name}{ratio}"
 
     @property
     def generator_key(self) -> str | None:
@@ -176,9 +229,26 @@ def plan(config: StudyConfig) -> list[list[Cell]]:
     for n_real in config.n_real:
         for seed in range(config.seeds):
             for method in methods:
-                cell = Cell(n_real, seed, method)
-                units.setdefault(cell.generator_key or cell.cell_id, []).append(cell)
+                for synthetic in (config.synthetic if method.adds_images else [None]):
+                    cell = Cell(n_real, seed, method, synthetic)
+                    units.setdefault(cell.generator_key or cell.cell_id, []).append(cell)
     return list(units.values())
+
+
+def declared_comparisons(config: StudyConfig) -> list[tuple[str, str]]:
+    """(GAN arm, non-GAN arm) pairs the report tests, fixed by the flags before anything runs:
+    every GAN arm against every non-GAN arm, an image-adding baseline (oversample) at the same
+    ratio only. Never a "best" baseline picked after seeing the results."""
+    methods = [parse_method(m) for m in config.methods]
+    arms = [(m, s) for m in methods for s in (config.synthetic if m.adds_images else [None])]
+    pairs = []
+    for gan, gan_ratio in arms:
+        if gan.gan is None:
+            continue
+        for base, base_ratio in arms:
+            if base.gan is None and (base_ratio is None or base_ratio == gan_ratio):
+                pairs.append((Cell(None, 0, gan, gan_ratio).arm, Cell(None, 0, base, base_ratio).arm))
+    return pairs
 
 
 # Rough cost of training a generator, in classifier runs: balances shards, changes no result.
@@ -227,7 +297,8 @@ def write_results(out: Path) -> Path:
     """OUT/results.csv from every finished cell: one row per (N, method, seed)."""
     import pandas as pd
 
-    rows = list(finished_cells(out).values())
+    rows = [{k: v for k, v in row.items() if k != PER_IMAGE_KEY}
+            for row in finished_cells(out).values()]
     frame = pd.DataFrame(rows)
     if len(frame):
         first = [c for c in ROW_KEYS if c in frame.columns]
@@ -238,24 +309,36 @@ def write_results(out: Path) -> Path:
     return path
 
 
-ROW_KEYS = ("cell", "n_real", "n_minority", "method", "seed", "gan", "gan_augment", "augment",
-            "class_weights", "synthetic", "model", "image_size", "epochs", "gan_epochs",
-            "accuracy", "roc_auc", "balanced_accuracy", "minority_recall", "macro_f1")
+ROW_KEYS = ("cell", "arm", "n_real", "n_minority", "method", "synthetic", "seed", "gan",
+            "gan_augment", "augment", "class_weights", "oversample", "model", "image_size",
+            "epochs", "gan_kimg", "accuracy", "roc_auc", "balanced_accuracy", "minority_recall",
+            "macro_f1", "threshold")
+# Kept in cells/<cell>.json for the paired bootstrap, too long for a CSV column.
+PER_IMAGE_KEY = "test_outputs"
+DECISION_METRICS = ("accuracy", "balanced_accuracy", "minority_recall", "macro_f1")
 
 
 def flatten_metrics(metrics: dict) -> dict:
-    """The classifier's metrics.json -> flat CSV columns (lists of curves and configs left out)."""
-    row = {k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "macro_f1",
-                                       "minority_recall", "n_test", "epochs_run", "best_epoch",
-                                       "best_val_loss", "parameters")}
-    for name, values in metrics.get("per_class", {}).items():
+    """The classifier's metrics.json -> flat CSV columns (lists of curves and configs left out).
+
+    accuracy, balanced accuracy, minority recall and macro F1 are at the val-tuned threshold (the
+    study's rule); the argmax ones are kept as argmax_*. ROC AUC comes from the scores.
+    """
+    row = {k: metrics.get(k) for k in ("roc_auc", "n_test", "epochs_run", "best_epoch",
+                                       "best_monitor_value", "best_val_loss", "parameters")}
+    tuned = metrics.get("val_tuned") or {}
+    for key in DECISION_METRICS:
+        row[f"argmax_{key}"] = metrics.get(key)
+        row[key] = tuned.get(key, metrics.get(key))
+    row["threshold"] = tuned.get("threshold")
+    for name, values in tuned.get("per_class", metrics.get("per_class", {})).items():
         for key, value in values.items():
             row[f"{key}_{name}"] = value
     names = metrics.get("class_names", [])
-    for i, true_row in enumerate(metrics.get("confusion_matrix", [])):
+    for i, true_row in enumerate(tuned.get("confusion_matrix", metrics.get("confusion_matrix", []))):
         for j, count in enumerate(true_row):
             row[f"confusion_{names[i]}_as_{names[j]}"] = count
-    for split in ("real", "synthetic"):
+    for split in ("real", "synthetic", "oversampled"):
         for name, count in metrics.get("train_counts", {}).get(split, {}).items():
             row[f"train_{split}_{name}"] = count
     for name, count in metrics.get("val_counts", {}).items():
@@ -267,19 +350,31 @@ def flatten_metrics(metrics: dict) -> dict:
 
 # Adapters: the one place each side of the package is called ----------------------------------------
 
-def train_classifier(config: StudyConfig, method: Method, n_real: int | None, seed: int,
-                     generator: str | None, out: Path) -> dict:
-    """One classifier run through keras_ganaug.classifier_training; returns its metrics dict."""
-    from keras_ganaug.classifier_training import ClassifierConfig, run
+def classifier_config(config: StudyConfig, method: Method, n_real: int | None = None,
+                      seed: int = 0, generators: list[str] | None = None,
+                      synthetic: str | None = None, out: str | None = None):
+    """The ClassifierConfig of one cell: the one place study settings become classifier flags."""
+    from keras_ganaug.classifier_training import ClassifierConfig
 
-    classifier = ClassifierConfig(
+    return ClassifierConfig(
         data=data_root(config), minority=config.minority, n_real=n_real, model=config.model,
-        weights=config.weights, augment=method.augment,
-        generators=[generator] if generator else [],
-        synthetic=config.synthetic if generator else None, vet=config.vet and bool(generator),
-        class_weights=method.class_weights, epochs=config.epochs, patience=config.patience,
-        batch_size=config.batch_size, image_size=config.image_size, channels=config.channels,
-        seed=seed, out=str(out), overwrite=True)
+        weights=config.weights, augment=method.augment, generators=generators or [],
+        synthetic=synthetic, oversample=method.oversample,
+        synthetic_classes="all" if method.all_classes else "minority",
+        vet=config.vet and bool(generators), class_weights=method.class_weights,
+        epochs=config.epochs, patience=config.patience, min_epochs=config.min_epochs,
+        monitor=config.monitor, val_fraction=config.val_fraction,
+        drop_test_duplicates=config.drop_test_duplicates, batch_size=config.batch_size,
+        image_size=config.image_size, channels=config.channels, seed=seed, out=out or config.out,
+        overwrite=True)
+
+
+def train_classifier(config: StudyConfig, method: Method, n_real: int | None, seed: int,
+                     generators: list[str], synthetic: str | None, out: Path) -> dict:
+    """One classifier run through keras_ganaug.classifier_training; returns its metrics dict."""
+    from keras_ganaug.classifier_training import run
+
+    classifier = classifier_config(config, method, n_real, seed, generators, synthetic, str(out))
     try:
         return run(classifier, verbose=config.verbose)
     finally:
@@ -289,17 +384,13 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
 def check_classifier_settings(config: StudyConfig, methods: list[Method]) -> None:
     """Let the classifier side reject its flags (model, weights, augmentation, --synthetic) now,
     not after the first generator has trained."""
-    from keras_ganaug.classifier_training import ClassifierConfig, parse_synthetic, resolve
+    from keras_ganaug.classifier_training import resolve
 
     for method in methods:
         # Generators do not exist yet: their settings are checked on their own below.
-        resolve(ClassifierConfig(
-            data=data_root(config), minority=config.minority, model=config.model,
-            weights=config.weights, augment=method.augment, class_weights=method.class_weights,
-            epochs=config.epochs, patience=config.patience, batch_size=config.batch_size,
-            image_size=config.image_size, channels=config.channels, out=config.out))
-    if any(method.gan for method in methods):
-        parse_synthetic(config.synthetic)
+        for synthetic in config.synthetic if method.oversample else [None]:
+            resolve(replace(classifier_config(config, method, synthetic=synthetic),
+                            synthetic_classes="minority"))
 
 
 def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
@@ -326,14 +417,21 @@ def load_classifier(run_folder: Path):
     return keras.saving.load_model(run_folder / "best.keras")
 
 
-def train_generator(config: StudyConfig, cell: Cell, out: Path) -> dict:
-    """One GAN run through keras_ganaug.gan_training (resumed if a crash left it half done)."""
+def train_generator(config: StudyConfig, cell: Cell, out: Path,
+                    class_name: str | None = None) -> dict:
+    """One GAN run through keras_ganaug.gan_training (resumed if a crash left it half done).
+
+    class_name: another class than the minority (its own GAN for +all-classes), every image of it.
+    """
     from keras_ganaug.gan_training import GANConfig, run
 
     started = (out / "run_config.json").is_file()
-    gan = GANConfig(data=data_root(config), class_name=config.minority, gan=cell.method.gan,
-                    n_real=cell.n_real, image_size=config.image_size, channels=config.channels,
-                    epochs=config.gan_epochs, batch_size=config.gan_batch_size,
+    gan = GANConfig(data=data_root(config), class_name=class_name or config.minority,
+                    gan=cell.method.gan, n_real=cell.n_real if class_name is None else None,
+                    image_size=config.image_size, channels=config.channels,
+                    epochs=config.gan_epochs or 1, kimg=None if config.gan_epochs else config.gan_kimg,
+                    batch_size=config.gan_batch_size, val_fraction=config.val_fraction,
+                    drop_test_duplicates=config.drop_test_duplicates,
                     augment=cell.method.gan_augment, seed=cell.seed, out=str(out),
                     resume=started, overwrite=not started, verbose=config.verbose)
     try:
@@ -359,6 +457,32 @@ def evaluate_classifier(run_folder: Path, images, labels, class_names: list[str]
     scores = model.predict(make_dataset(images, labels, 64, shuffle=False, seed=0), verbose=0)
     release_models()
     return classification_metrics(labels, scores, class_names, minority)
+
+
+def minority_name(config: StudyConfig) -> str:
+    """--minority, or the class with the fewest training images."""
+    from keras_ganaug.data import list_images
+
+    return config.minority or list_images(data_root(config), "train").fewest_class()
+
+
+def val_images_seen(run_folder: Path, generators: list[str]) -> int | None:
+    """How many of the run's validation files (splits.json) any generator trained on, by sha256:
+    the proof, per cell, that no val image reached a GAN (the classifier refuses otherwise);
+    None when the run left no splits.json to check."""
+    import hashlib
+
+    splits = run_folder / "splits.json"
+    if not generators or not splits.is_file():
+        return 0 if not generators else None
+    val_files = json.loads(splits.read_text())["val"]
+    val_hashes = {hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in val_files
+                  if Path(f).is_file()}
+    trained = set()
+    for folder in generators:
+        trained |= set(json.loads((Path(folder) / "metadata.json").read_text())
+                       .get("training_files_sha256") or [])
+    return len(val_hashes & trained)
 
 
 def data_root(config: StudyConfig) -> str:
@@ -394,7 +518,7 @@ class FeatureSpace:
             # to finish is renamed into place and used by all, so every generator of the study
             # is measured in the same features.
             private = Path(tempfile.mkdtemp(prefix=".feature_extractor-", dir=out))
-            train_classifier(config, Method("real"), None, 0, None, private)
+            train_classifier(config, Method("real"), None, 0, [], None, private)
             try:
                 os.rename(private, folder)
             except OSError:
@@ -461,6 +585,23 @@ class Study:
         self.leaked_test_files = leaked_test_files or set()
         self.leak_free_test = None  # (images, labels, keep mask), loaded on first need
 
+    def other_class_generators(self, cell: Cell, minority: str) -> list[str]:
+        """+all-classes with an unconditional GAN: one generator per other class, trained on all
+        of that class's train part (per seed, shared by every N), at the same kimg."""
+        from keras_ganaug.data import list_images
+
+        if cell.method.gan == "cgan":
+            return []  # a conditional generator makes every class itself
+        folders = []
+        for name in list_images(data_root(self.config), "train").class_names:
+            if name == minority:
+                continue
+            folder = self.out / "generators" / f"{cell.generator_key.rsplit('_n', 1)[0]}_{name}_s{cell.seed}"
+            if not generator_is_finished(folder):
+                train_generator(self.config, cell, folder, class_name=name)
+            folders.append(str(folder))
+        return folders
+
     def ensure_generator(self, cell: Cell) -> tuple[Path, dict]:
         """The generator of this cell (trained now, or left by an earlier cell or run) and its
         timings and quality as row columns; quality is measured once and kept in quality.json."""
@@ -473,7 +614,9 @@ class Study:
             write_json(timings_path, {"gan_train_seconds": result.get("train_seconds"),
                                       "gan_total_seconds": time.perf_counter() - started,
                                       "gan_images_per_second": result.get("images_per_second"),
-                                      "gan_epochs_trained": result.get("epochs")})
+                                      "gan_epochs_trained": result.get("epochs"),
+                                      "gan_steps": result.get("steps"),
+                                      "gan_kimg_trained": result.get("kimg")})
         columns = {**json.loads(timings_path.read_text()), "generator_reused": reused}
         quality_path = folder / "quality.json"
         if self.config.quality:
@@ -492,23 +635,33 @@ class Study:
 
     def run_cell(self, cell: Cell) -> dict:
         started = time.perf_counter()
-        row = {"cell": cell.cell_id, "n_real": n_label(cell.n_real), "method": cell.method.name,
-               "seed": cell.seed, "gan": cell.method.gan or "", "gan_augment":
-               cell.method.gan_augment, "augment": cell.method.augment,
-               "class_weights": cell.method.class_weights, "model": self.config.model,
-               "image_size": self.config.image_size, "epochs": self.config.epochs,
-               "synthetic": self.config.synthetic if cell.method.gan else "",
-               "gan_epochs": self.config.gan_epochs if cell.method.gan else ""}
-        generator = None
+        config = self.config
+        gan_budget = (f"{config.gan_epochs} epochs" if config.gan_epochs
+                      else f"{config.gan_kimg:g} kimg")
+        row = {"cell": cell.cell_id, "arm": cell.arm, "n_real": n_label(cell.n_real),
+               "method": cell.method.name, "seed": cell.seed, "gan": cell.method.gan or "",
+               "gan_augment": cell.method.gan_augment, "augment": cell.method.augment,
+               "class_weights": cell.method.class_weights, "oversample": cell.method.oversample,
+               "all_classes": cell.method.all_classes, "model": config.model,
+               "image_size": config.image_size, "epochs": config.epochs,
+               "synthetic": cell.synthetic or "",
+               "gan_kimg": gan_budget if cell.method.gan else ""}
+        generators = []
         if cell.method.gan:
             folder, gan_row = self.ensure_generator(cell)
-            generator = str(folder)
+            generators = [str(folder)]
+            if cell.method.all_classes:
+                generators += self.other_class_generators(cell, minority_name(config))
             row.update(gan_row)
             row["generator"] = str(folder.relative_to(self.out))
         run_folder = self.out / "runs" / cell.cell_id
-        metrics = train_classifier(self.config, cell.method, cell.n_real, cell.seed, generator,
-                                   run_folder)
+        metrics = train_classifier(config, cell.method, cell.n_real, cell.seed, generators,
+                                   cell.synthetic, run_folder)
         row.update(flatten_metrics(metrics))
+        row[PER_IMAGE_KEY] = metrics.get("test_outputs")
+        if metrics.get("minority") in metrics.get("class_names", []):
+            row["minority_index"] = metrics["class_names"].index(metrics["minority"])
+        row["val_images_seen_by_gans"] = val_images_seen(run_folder, generators)
         minority = metrics.get("minority")
         if self.leaked_test_files:
             row.update(self.leak_free(run_folder, metrics["class_names"], minority))
@@ -572,9 +725,10 @@ def check_config(config: StudyConfig) -> None:
     methods = [parse_method(m) for m in config.methods]
     if config.seeds < 1:
         raise UserError(f"--seeds {config.seeds}: expected 1 or more")
-    for flag, value in (("--epochs", config.epochs), ("--gan-epochs", config.gan_epochs),
+    for flag, value in (("--epochs", config.epochs), ("--gan-epochs", config.gan_epochs or 1),
+                        ("--gan-kimg", config.gan_kimg or 1),
                         ("--image-size", config.image_size), ("--batch-size", config.batch_size)):
-        if value < 1:
+        if value <= 0:
             raise UserError(f"{flag} {value}: expected a positive number")
     if config.inception_weights and not Path(config.inception_weights).is_file():
         raise UserError(f"--inception-weights {config.inception_weights}: no such file")
@@ -599,7 +753,8 @@ def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, se
     shard and wall time): one file per run, so shards finishing together lose nothing."""
     config_dict = {k: v for k, v in asdict(config).items() if k not in ("shard", "verbose")}
     config_dict["n_real"] = [n_label(n) for n in config.n_real]
-    write_json(out / "study.json", {"config": config_dict})
+    write_json(out / "study.json", {"config": config_dict,
+                                    "comparisons": declared_comparisons(config)})
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     # pid and nanoseconds: two runs in one process and second must not share a file name
     write_json(out / "invocations" / f"{stamp}-{os.getpid()}-{time.time_ns()}.json",
@@ -620,7 +775,8 @@ def check_same_grid(out: Path, config: StudyConfig) -> None:
         return
     previous = json.loads(path.read_text()).get("config", {})
     for key in ("data", "minority", "model", "weights", "image_size", "channels", "epochs",
-                "gan_epochs", "synthetic", "vet"):
+                "gan_epochs", "gan_kimg", "vet", "val_fraction", "monitor", "min_epochs",
+                "patience", "drop_test_duplicates"):
         if key in previous and previous[key] != getattr(config, key):
             raise UserError(f"--out {out}: holds a study with --{key.replace('_', '-')} "
                             f"{previous[key]!r}, not {getattr(config, key)!r}; choose another "
@@ -679,20 +835,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"real minority counts, comma-separated, 'all' = every image "
                         f"(default {DEFAULT_N_REAL})")
     p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help="comma-separated: real, class-weights, classic, superpixel, or a GAN "
-                        f"({', '.join(GANS)}) with +diffaugment / +ada and +classic / +superpixel "
-                        f"/ +class-weights (default {DEFAULT_METHODS})")
-    p.add_argument("--synthetic", default="balance",
-                   help="fakes per GAN cell: balance, COUNT or REAL:SYNTHETIC (default balance)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per cell (default 3)")
+                   help="comma-separated: real, class-weights, classic, superpixel, oversample, "
+                        "or a GAN (dcgan, cgan, wgan-gp, infogan) with +diffaugment / +ada, and "
+                        f"+classic / +superpixel / +class-weights / +{ALL_CLASSES} "
+                        f"(default {DEFAULT_METHODS})")
+    p.add_argument("--synthetic", default=DEFAULT_SYNTHETIC,
+                   help="the ratio axis, comma-separated: extra images per GAN or oversample "
+                        "cell as balance, COUNT, REAL:SYNTHETIC or P%% of the real training "
+                        "split, e.g. balance,1:1,20%% (default balance)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                   help=f"seeds 0..K-1 per cell (default {DEFAULT_SEEDS})")
     p.add_argument("--model", default="cnn5", help="simple-cnn, cnn5, vgg16, resnet50")
     p.add_argument("--weights", help="transfer models: imagenet, none or PATH")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--gan-epochs", type=int, default=300)
+    p.add_argument("--gan-kimg", type=float, default=DEFAULT_GAN_KIMG,
+                   help="every GAN's budget in thousands of real images shown, the same for "
+                        f"every N (default {DEFAULT_GAN_KIMG:g})")
+    p.add_argument("--gan-epochs", type=int,
+                   help="instead of --gan-kimg: passes over the N images (budget grows with N)")
     p.add_argument("--gan-batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=30, help="classifier epochs (early stopping)")
     p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--min-epochs", type=int, default=5,
+                   help="classifier epochs before early stopping may choose or stop")
+    p.add_argument("--monitor", default="val_auc",
+                   help="val_auc (default), val_balanced_loss or val_loss")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="validation split per (N, seed), held out of every GAN")
+    p.add_argument("--drop-test-duplicates", action="store_true",
+                   help="leave test images byte-identical to a training image out of scoring")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vet", action="store_true", help="keep the fakes the discriminator likes")
     p.add_argument("--no-quality", action="store_true",
@@ -713,8 +885,11 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
         data=args.data, minority=args.minority, n_real=parse_n_real(args.n_real),
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        synthetic=args.synthetic, seeds=args.seeds, model=args.model, weights=args.weights,
-        image_size=args.image_size, channels=args.channels, gan_epochs=args.gan_epochs,
+        synthetic=parse_synthetic_list(args.synthetic), seeds=args.seeds, model=args.model,
+        weights=args.weights, image_size=args.image_size, channels=args.channels,
+        gan_epochs=args.gan_epochs, gan_kimg=None if args.gan_epochs else args.gan_kimg,
+        min_epochs=args.min_epochs, monitor=args.monitor, val_fraction=args.val_fraction,
+        drop_test_duplicates=args.drop_test_duplicates,
         gan_batch_size=args.gan_batch_size, epochs=args.epochs, patience=args.patience,
         batch_size=args.batch_size, vet=args.vet, quality=not args.no_quality,
         inception_weights=args.inception_weights, out=args.out, shard=parse_shard(args.shard),

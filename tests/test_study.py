@@ -22,24 +22,42 @@ def demo(demo_root):
     return demo_root
 
 
-class FakeTraining:
-    """Stand-ins for the classifier and GAN runs that count their calls."""
+TEST_LABELS = [0] * 6 + [1] * 6
 
-    def __init__(self, fail_on_call: int | None = None):
+
+class FakeTraining:
+    """Stand-ins for the classifier and GAN runs that count their calls.
+
+    with_outputs: also the per-image test outputs a real run records (decisions right on the
+    first k of 12 images, k from a hash), so the report's bootstrap path is exercised.
+    """
+
+    def __init__(self, fail_on_call: int | None = None, with_outputs: bool = False):
         self.classifier_calls: list[str] = []
         self.gan_calls: list[str] = []
         self.fail_on_call = fail_on_call
+        self.with_outputs = with_outputs
 
-    def classifier(self, config, method, n_real, seed, generator, out):
+    def classifier(self, config, method, n_real, seed, generators, synthetic, out):
         if self.fail_on_call is not None and len(self.classifier_calls) + 1 == self.fail_on_call:
             self.fail_on_call = None
             raise KeyboardInterrupt  # the study killed mid-cell
         self.classifier_calls.append(out.name)
         # Deterministic, method- and seed-dependent numbers in [0.5, 1).
-        base = zlib.crc32(f"{method.name}/{n_real}/{seed}".encode()) % 1000 / 2000 + 0.5
+        key = f"{method.name}/{synthetic}/{n_real}/{seed}".encode()
+        base = zlib.crc32(key) % 1000 / 2000 + 0.5
         n_minority = n_real or MINORITY_TRAIN
         val = max(1, n_minority // 5)
+        outputs = None
+        if self.with_outputs:
+            right = 6 + zlib.crc32(key) % 7  # 6..12 of 12 decisions right
+            predictions = [y if i < right else 1 - y for i, y in enumerate(TEST_LABELS)]
+            base = right / 12
+            outputs = {"labels": TEST_LABELS, "val_tuned_predictions": predictions,
+                       "scores": [[1 - p * 0.9, p * 0.9] for p in predictions]}
+        generator = bool(generators)
         return {
+            "test_outputs": outputs,
             "accuracy": base, "balanced_accuracy": base - 0.01, "roc_auc": min(base + 0.05, 1.0),
             "macro_f1": base - 0.02, "minority": "malignant", "minority_recall": base - 0.1,
             "n_test": 12, "class_names": ["benign", "malignant"],
@@ -53,7 +71,7 @@ class FakeTraining:
             "timings": {"prepare_seconds": 0.1, "train_seconds": 0.2, "total_seconds": 0.3},
         }
 
-    def gan(self, config, cell, out):
+    def gan(self, config, cell, out, class_name=None):
         self.gan_calls.append(out.name)
         (out / "generator").mkdir(parents=True, exist_ok=True)
         (out / "metadata.json").write_text(json.dumps({"training_files_sha256": []}))
@@ -108,7 +126,7 @@ def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
     assert len(results) == 12 and results["cell"].is_unique
     assert set(results["n_real"]) == {"8", "all"}
     assert set(results["method"]) == {"real", "class-weights", "dcgan"}
-    assert list(results.columns[:4]) == ["cell", "n_real", "n_minority", "method"]
+    assert list(results.columns[:5]) == ["cell", "arm", "n_real", "n_minority", "method"]
     expected = {"seed", "accuracy", "roc_auc", "balanced_accuracy", "minority_recall",
                 "recall_malignant", "f1_benign", "confusion_malignant_as_benign",
                 "train_synthetic_malignant", "classifier_train_seconds", "cell_seconds",
@@ -121,35 +139,71 @@ def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
     assert results.loc[results["method"] == "real", "generator"].isna().all()
 
 
-def test_summary_ci_and_paired_differences_match_scipy(demo, tmp_path, monkeypatch):
+def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(demo, tmp_path,
+                                                                      monkeypatch):
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining())
     study.run_study(tiny_config(demo, out, seeds=3))
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+    comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
 
     def seeds_of(method, n_real, metric="accuracy"):
         rows = results[(results["method"] == method) & (results["n_real"] == n_real)]
         return rows.sort_values("seed")[metric].to_numpy()
 
-    row = summary[(summary["method"] == "dcgan") & (summary["n_real"] == "8")
+    row = summary[(summary["arm"] == "dcgan@balance") & (summary["n_real"] == "8")
                   & (summary["metric"] == "accuracy")].iloc[0]
     values = seeds_of("dcgan", "8")
     low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(),
                                        scale=scipy_stats.sem(values))
-    assert row["seeds"] == 3
+    assert row["seeds"] == 3 and row["interval"] == "t over seeds"
     assert row["mean"] == pytest.approx(values.mean())
     assert row["std"] == pytest.approx(values.std(ddof=1))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
-    assert row["vs_real_diff"] == pytest.approx((values - seeds_of("real", "8")).mean())
-    assert row["vs_real_p"] == pytest.approx(
-        scipy_stats.ttest_rel(values, seeds_of("real", "8")).pvalue)
-    # The only non-GAN baseline here is class-weights: dcgan is compared with it, pairwise.
-    assert row["baseline"] == "class-weights"
-    assert row["vs_baseline_p"] == pytest.approx(
+    # Declared up front: the GAN arm against every non-GAN arm, never a post-hoc "best".
+    declared = json.loads((out / "study.json").read_text())["comparisons"]
+    assert declared == [["dcgan@balance", "real"], ["dcgan@balance", "class-weights"]]
+    pair = comparisons[(comparisons["baseline"] == "class-weights")
+                       & (comparisons["n_real"] == "8") & (comparisons["metric"] == "accuracy")]
+    assert pair["diff"].iloc[0] == pytest.approx((values - seeds_of("class-weights", "8")).mean())
+    assert pair["p"].iloc[0] == pytest.approx(
         scipy_stats.ttest_rel(values, seeds_of("class-weights", "8")).pvalue)
-    real_row = summary[(summary["method"] == "real") & (summary["metric"] == "accuracy")]
-    assert real_row["vs_real_diff"].isna().all()
+    accuracy = comparisons[comparisons["metric"] == "accuracy"]
+    assert len(accuracy) == 4  # 2 comparisons x 2 N, Holm-adjusted together
+    assert (accuracy["p_holm"] >= accuracy["p"] - 1e-12).all()
+    assert accuracy["p_holm"].max() <= 1
+
+
+def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch):
+    from keras_ganaug import stats
+
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining(with_outputs=True))
+    study.run_study(tiny_config(demo, out, seeds=3, n_real=[8]))
+    summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
+    comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
+    cells = study.finished_cells(out)
+    runs = {}
+    for arm in ("dcgan@balance", "real"):
+        rows = sorted((r for r in cells.values() if r["arm"] == arm), key=lambda r: r["seed"])
+        runs[arm] = stats.RunOutputs(
+            tuple(r["seed"] for r in rows), pd.Series(TEST_LABELS).to_numpy(),
+            pd.DataFrame([r["test_outputs"]["val_tuned_predictions"] for r in rows]).to_numpy(),
+            pd.DataFrame([[p[1] for p in r["test_outputs"]["scores"]] for r in rows]).to_numpy(),
+            1)
+    row = summary[(summary["arm"] == "dcgan@balance") & (summary["metric"] == "accuracy")].iloc[0]
+    expected = stats.bootstrap_metric(runs["dcgan@balance"], "accuracy", 2000)
+    assert row["interval"] == "two-level bootstrap"
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (expected.mean, expected.ci_low, expected.ci_high))
+    pair = comparisons[(comparisons["baseline"] == "real") & (comparisons["metric"] == "roc_auc")]
+    diff = stats.bootstrap_difference(runs["dcgan@balance"], runs["real"], "roc_auc", 2000)
+    assert pair["diff"].iloc[0] == pytest.approx(diff.mean)
+    assert pair["p"].iloc[0] == pytest.approx(diff.p_value)
+    assert len(str(pair["delong_p_per_seed"].iloc[0]).split(";")) == 3
+    results = pd.read_csv(out / "results.csv")
+    assert "test_outputs" not in results.columns  # per-image lists stay in cells/*.json
 
 
 def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monkeypatch):
@@ -157,16 +211,15 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     use_fakes(monkeypatch, FakeTraining())
     study.run_study(tiny_config(demo, out))
     report = (out / "report.md").read_text()
-    assert "| N real | real | class-weights | dcgan |" in report
+    assert "| N real | real | class-weights | dcgan@balance |" in report
     assert "| all (24) |" in report
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
-    acc = summary[(summary["n_real"] == "8") & (summary["metric"] == "accuracy")]
-    best = acc.loc[acc["mean"].idxmax()]
-    half = (best["ci_high"] - best["ci_low"]) / 2
-    assert f"**{best['mean']:.3f} ± {half:.3f}**" in report
+    row = summary[(summary["n_real"] == "8") & (summary["metric"] == "accuracy")].iloc[0]
+    assert f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" in report
+    assert "## What it shows" in report and "## Declared comparisons" in report
     assert "No test image, nor a near-duplicate of one" in report
     assert "python -m keras_ganaug.study" in report
-    assert "## Compute" in report and "dcgan " in report.split("## Compute")[1]
+    assert "## Compute" in report and "dcgan@balance " in report.split("## Compute")[1]
     for metric in ("accuracy", "roc_auc", "minority_recall", "balanced_accuracy"):
         png = out / "figures" / f"{metric}_vs_n.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -176,12 +229,27 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     assert {m["name"] for m in leakage["models"]} == {
         "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"}
 
-    # --report-only remakes everything from the CSV alone.
+    # --report-only remakes everything from the files alone.
     (out / "report.md").unlink()
     (out / "summary.csv").unlink()
     assert study.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "summary.csv").is_file()
+
+
+def test_verdict_says_plainly_when_no_gan_arm_wins():
+    from keras_ganaug.report import verdict
+
+    frame = pd.DataFrame([{"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "100",
+                           "metric": "accuracy", "diff": -0.04, "ci_low": -0.07,
+                           "ci_high": -0.01, "significant": True},
+                          {"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "10",
+                           "metric": "accuracy", "diff": 0.01, "ci_low": -0.02,
+                           "ci_high": 0.04, "significant": False}])
+    lines = verdict(frame, ["10", "100"])
+    assert "N = 10: no GAN arm differs" in lines[0]
+    assert "dcgan@balance is behind class-weights on accuracy by -0.040" in lines[1]
+    assert "No GAN arm beats every non-GAN baseline" in lines[2]
 
 
 def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):
@@ -259,16 +327,16 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
     real_classifier, real_gan = study.train_classifier, study.train_generator
     classifier_calls, gan_calls = [], []
 
-    def counted_classifier(config, method, n_real, seed, generator, folder):
+    def counted_classifier(config, method, n_real, seed, generators, synthetic, folder):
         if len(classifier_calls) == 5 and folder.name != "feature_extractor":
             classifier_calls.append("killed")
             raise KeyboardInterrupt
         classifier_calls.append(folder.name)
-        return real_classifier(config, method, n_real, seed, generator, folder)
+        return real_classifier(config, method, n_real, seed, generators, synthetic, folder)
 
-    def counted_gan(config, cell, folder):
+    def counted_gan(config, cell, folder, class_name=None):
         gan_calls.append(folder.name)
-        return real_gan(config, cell, folder)
+        return real_gan(config, cell, folder, class_name)
 
     monkeypatch.setattr(study, "train_classifier", counted_classifier)
     monkeypatch.setattr(study, "train_generator", counted_gan)
@@ -289,8 +357,10 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
     assert len(results) == 12 and results["cell"].is_unique
     for row in results.itertuples():
         metrics = json.loads((out / "runs" / row.cell / "metrics.json").read_text())
-        assert row.accuracy == pytest.approx(metrics["accuracy"])
-        assert row.minority_recall == pytest.approx(metrics["minority_recall"])
+        assert row.accuracy == pytest.approx(metrics["val_tuned"]["accuracy"])
+        assert row.minority_recall == pytest.approx(metrics["val_tuned"]["minority_recall"])
+        assert row.argmax_accuracy == pytest.approx(metrics["accuracy"])
+    assert results["val_images_seen_by_gans"].fillna(0).eq(0).all()
     gan_rows = results[results["method"] == "dcgan"]
     assert gan_rows["train_synthetic_malignant"].gt(0).all()
     assert results.loc[results["method"] != "dcgan", "train_synthetic_malignant"].eq(0).all()
@@ -299,7 +369,8 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
         assert gan_rows[column].notna().all()
     assert gan_rows["gan_precision"].between(0, 1).all()
     report = (out / "report.md").read_text()
-    assert "| N real | real | class-weights | dcgan |" in report and "## GAN quality" in report
+    assert "| N real | real | class-weights | dcgan@balance |" in report
+    assert "## GAN quality" in report and "Validation isolation, checked by hash" in report
     assert "generators/dcgan_n8_s0/samples/final.png" in report
     assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
     assert json.loads((out / "leakage.json").read_text())["clean"]
@@ -356,7 +427,7 @@ def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
 
     config = tiny_config(demo, tmp_path / "s", model="simple-cnn")
     folder = tmp_path / "run"
-    metrics = study.train_classifier(config, study.Method("real"), 8, 0, None, folder)
+    metrics = study.train_classifier(config, study.Method("real"), 8, 0, [], None, folder)
     x_test, y_test, _, _ = load_images(list_images(demo, "test"), 32, 3)
     again = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
@@ -376,3 +447,61 @@ def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 130
     assert "rerun the same command" in err and "--resume" not in err
+
+
+def test_oversample_and_ratio_axis_are_parsed():
+    method = study.parse_method("oversample+classic")
+    assert method == study.Method("oversample+classic", augment="classic", oversample=True)
+    assert method.adds_images and not study.parse_method("class-weights+classic").adds_images
+    assert study.parse_method("dcgan+all-classes").all_classes
+    for bad in ("classic+all-classes", "oversample+dcgan", "oversample+ada"):
+        with pytest.raises(UserError):
+            study.parse_method(bad)
+    assert study.parse_synthetic_list("balance, 1:1,20%") == ["balance", "1:1", "20%"]
+    for bad in ("balance,balance", "lots", ""):
+        with pytest.raises(UserError):
+            study.parse_synthetic_list(bad)
+    config = study.StudyConfig(methods=["real", "oversample", "dcgan"], n_real=[8], seeds=1,
+                               synthetic=["balance", "1:1"])
+    ids = sorted(c.cell_id for unit in study.plan(config) for c in unit)
+    assert ids == ["n8_s0_dcgan_1to1", "n8_s0_dcgan_balance", "n8_s0_oversample_1to1",
+                   "n8_s0_oversample_balance", "n8_s0_real"]
+    # The oversample baseline is compared only at the GAN arm's own ratio.
+    assert study.declared_comparisons(config) == [
+        ("dcgan@balance", "real"), ("dcgan@balance", "oversample@balance"),
+        ("dcgan@1:1", "real"), ("dcgan@1:1", "oversample@1:1")]
+
+
+@pytest.mark.slow
+def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(demo_root, tmp_path):
+    """Real GANs at --gan-kimg 1 and real classifiers: oversample rows, both ratios, and no file
+    of any classifier's val split among any generator's training files."""
+    out = tmp_path / "study"
+    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[12],
+                               methods=["real", "oversample", "dcgan"],
+                               synthetic=["balance", "1:1"], seeds=1, model="simple-cnn",
+                               image_size=32, epochs=2, min_epochs=0, gan_kimg=1,
+                               gan_batch_size=16, quality=False, out=str(out), verbose=0)
+    study.run_study(config)
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str, "synthetic": str})
+    assert set(results["arm"]) == {"real", "oversample@balance", "oversample@1:1",
+                                   "dcgan@balance", "dcgan@1:1"}
+    over = results[results["method"] == "oversample"].set_index("synthetic")
+    real_minority = int(results["train_real_malignant"].iloc[0])
+    assert over.loc["1:1", "train_oversampled_malignant"] == real_minority
+    assert (over.loc["balance", "train_oversampled_malignant"] + real_minority
+            == int(results["train_real_benign"].iloc[0]))
+    dcgan = results[results["method"] == "dcgan"].set_index("synthetic")
+    for ratio in ("balance", "1:1"):  # the GAN and its twin add the same number of images
+        assert (dcgan.loc[ratio, "train_synthetic_malignant"]
+                == over.loc[ratio, "train_oversampled_malignant"])
+    trained = set()
+    for folder in (out / "generators").iterdir():
+        files = json.loads((folder / "training_files.json").read_text())
+        trained |= {f["path"] for f in files["files"]}
+        assert json.loads((folder / "metadata.json").read_text())["kimg"] >= 1
+    assert trained
+    for run in (out / "runs").iterdir():
+        val = set(json.loads((run / "splits.json").read_text())["val"])
+        assert val and not val & trained
+    assert results["val_images_seen_by_gans"].eq(0).all()

@@ -51,9 +51,10 @@ def _polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:
 
 def kid(real_features, fake_features, subsets: int = DEFAULT_KID_SUBSETS,
         subset_size: int = DEFAULT_KID_SUBSET_SIZE, seed: int = 0) -> dict[str, float]:
-    """KID mean and std over `subsets` random subsets of min(subset_size, sizes) samples each."""
+    """KID mean and std over `subsets` random subsets of min(subset_size, half the smaller set)
+    samples each: subsets smaller than the sets, or every subset would be the whole set (std 0)."""
     real, fake = _as_features(real_features), _as_features(fake_features)
-    m = min(subset_size, len(real), len(fake))
+    m = max(2, min(subset_size, min(len(real), len(fake)) // 2))
     rng = np.random.default_rng(seed)
     values = [_polynomial_mmd2(real[rng.choice(len(real), m, replace=False)],
                                fake[rng.choice(len(fake), m, replace=False)])
