@@ -760,7 +760,21 @@ def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, se
     write_json(out / "invocations" / f"{stamp}-{os.getpid()}-{time.time_ns()}.json",
                {"command": "python -m keras_ganaug.study " + shlex.join(argv or []),
                 "shard": list(config.shard), "wall_seconds": round(seconds, 1),
-                "finished": stamp, **outcome})
+                "finished": stamp, "code": code_version(), **outcome})
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit: which code made these cells."""
+    import subprocess
+
+    from keras_ganaug import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}" + (f" ({commit})" if commit else "")
 
 
 def invocations(out: Path) -> list[dict]:
