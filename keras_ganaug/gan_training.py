@@ -125,14 +125,14 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
     images = data_lib.select_real(images, class_name, config.n_real, config.seed)
     # Only the train part: the classifier's validation images never reach the GAN.
     images, held_out = data_lib.split_validation(images, config.val_fraction, config.seed)
-    duplicates = []
-    if config.drop_test_duplicates:
-        images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
     if not gan_class(config.gan, config.conditional).conditional:
         images = data_lib.only_class(images, class_name)
     elif len(images.class_names) < 2:
         raise UserError(f"--gan {config.gan}: a conditional GAN needs at least two classes; "
                         f"{images.source} has one")
+    duplicates = []
+    if config.drop_test_duplicates:
+        images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)

@@ -54,7 +54,8 @@ def test_parse_synthetic():
     assert parse_synthetic("balance") == ("balance", None)
     assert parse_synthetic("120") == ("count", 120)
     assert parse_synthetic("1:2")[1] == 2
-    for bad in ("all", "-3", "0:2", "1:x", "1:2:3", ""):
+    assert parse_synthetic("20%") == ("share", pytest.approx(0.2))
+    for bad in ("all", "-3", "0:2", "1:x", "1:2:3", "", "%", "x%", "0%"):
         with pytest.raises(UserError, match="--synthetic"):
             parse_synthetic(bad)
 
@@ -66,6 +67,7 @@ def test_synthetic_count_and_even_split():
     assert synthetic_count("1:2", real, "malignant") == 20
     assert synthetic_count("2:1", real, "malignant") == 5
     assert synthetic_count("7", real, "malignant") == 7
+    assert synthetic_count("10%", real, "malignant") == 5  # 10% of the 50 real training images
     assert split_evenly(10, 3) == [4, 3, 3]
 
 
@@ -200,6 +202,68 @@ def test_generator_trained_on_test_images_is_refused(data_root, tmp_path):
     leaky = write_fake_generator(tmp_path / "leaky", trained_on=(str(test_file),))
     with pytest.raises(UserError, match="trained on 1 image.* of the test split"):
         build_splits(_config(data_root, tmp_path, generators=[str(leaky)]))
+
+
+def test_test_duplicates_are_named_and_can_be_dropped(data_root, tmp_path):
+    """A generator that saw copies of test images: the refusal names them and the way on;
+    --drop-test-duplicates scores without them and records which."""
+    test_files = sorted((data_root / "test" / "malignant").iterdir())[:2]
+    leaky = write_fake_generator(tmp_path / "leaky", trained_on=tuple(map(str, test_files)))
+    with pytest.raises(UserError) as info:
+        build_splits(_config(data_root, tmp_path, generators=[str(leaky)]))
+    message = str(info.value)
+    assert "trained on 2 image(s) of the test split" in message and str(test_files[0]) in message
+    assert "--drop-test-duplicates" in message and "\n" not in message
+    splits = build_splits(_config(data_root, tmp_path, generators=[str(leaky)],
+                                  drop_test_duplicates=True))
+    assert len(splits.y_test) == 8
+    assert sorted(d["test"] for d in splits.dropped_test_duplicates) == sorted(map(str, test_files))
+    assert not set(map(str, test_files)) & set(splits.files["test"])
+
+
+def test_generator_trained_on_val_images_is_refused(data_root, tmp_path):
+    val = build_splits(_config(data_root, tmp_path, n_real=10)).files["val"]
+    leaky = write_fake_generator(tmp_path / "leaky", trained_on=(val[-1],))
+    with pytest.raises(UserError, match="of the val split.*same --n-real, --seed and --val-frac"):
+        build_splits(_config(data_root, tmp_path, n_real=10, generators=[str(leaky)]))
+
+
+def test_oversample_and_share_add_the_counts_a_generator_would(data_root, gan, tmp_path):
+    """--oversample is the non-GAN twin: the same counts by the same rule, real images repeated
+    as evenly as possible; 20% is a share of the whole real training split."""
+    over = build_splits(_config(data_root, tmp_path, oversample=True, synthetic="balance"))
+    fake = build_splits(_config(data_root, tmp_path, generators=[str(gan)], synthetic="balance"))
+    assert over.counts("train")["oversampled"] == fake.counts("train")["synthetic"]
+    repeats = over.x_train[over.oversampled]
+    real_minority = over.x_train[~over.oversampled & (over.y_train == 1)]
+    real_bytes = [r.tobytes() for r in real_minority]
+    uses = [real_bytes.count(r.tobytes()) for r in repeats]
+    assert all(u == 1 for u in uses)  # 12 repeats of 12 real images: each exactly once
+    assert not over.synthetic.any()
+    share = build_splits(_config(data_root, tmp_path, oversample=True, synthetic="20%"))
+    assert share.counts("train")["oversampled"]["malignant"] == round(0.2 * 36)
+    everyone = build_splits(_config(data_root, tmp_path, oversample=True, synthetic="1:1",
+                                    synthetic_classes="all"))
+    assert everyone.counts("train")["oversampled"] == everyone.counts("train")["real"]
+    with pytest.raises(UserError, match="no --generator makes class 'benign'"):
+        build_splits(_config(data_root, tmp_path, generators=[str(gan)],
+                             synthetic_classes="all"))
+
+
+def test_validation_split_is_a_function_of_the_listing(data_root):
+    from keras_ganaug.data import split_validation
+
+    listing = select_real(list_images(data_root, "train"), "malignant", 10, 3)
+    train, val = split_validation(listing, 0.2, 3)
+    again_train, again_val = split_validation(listing, 0.2, 3)
+    assert val.files == again_val.files and train.files == again_train.files
+    assert val.counts() == {"benign": 6, "malignant": 2}
+    assert not set(train.files) & set(val.files)
+    assert set(train.files) | set(val.files) == set(listing.files)
+    assert split_validation(listing, 0.2, 4)[1].files != val.files
+    assert split_validation(listing, 0.0, 3)[0].files == listing.files
+    with pytest.raises(UserError, match="--val-fraction 1.5"):
+        split_validation(listing, 1.5, 3)
 
 
 def test_channel_mismatch_is_refused(data_root, tmp_path):

@@ -297,3 +297,46 @@ def test_huge_image_is_resized_with_bounded_memory(tmp_path):
 ])
 def test_malformed_flag_is_one_line(capsys, data_root, finished_run, flags, needle):
     expect_refusal(capsys, data_root, finished_run, needle, extra=flags)
+
+
+def test_kimg_gives_every_n_the_same_updates_and_holds_out_val(capsys, data_root, tmp_path):
+    """--kimg: a fixed batch and the same number of steps for 6 and 8 training images; the
+    classifier's validation images of the same --n-real and --seed are never trained on."""
+    from keras_ganaug.data import list_images, select_real, split_validation
+
+    steps = {}
+    for n_real in (6, 8):
+        out = tmp_path / f"n{n_real}"
+        argv = ["--data", data_root, "--class", "malignant", *TINY_GAN_FLAGS, "--kimg", "0.1",
+                "--n-real", n_real, "--out", out, "--quiet"]
+        code, _, err = call(train_gan.main, argv, capsys)
+        assert code == 0, err[-3000:]
+        metadata = json.loads((out / "metadata.json").read_text())
+        steps[n_real] = metadata["steps"]
+        assert metadata["batch_size"] == 8 and metadata["kimg"] == pytest.approx(
+            metadata["steps"] * 8 / 1000)
+        trained = {f["path"] for f in json.loads((out / "training_files.json").read_text())["files"]}
+        listing = select_real(list_images(data_root, "train"), "malignant", n_real, 0)
+        held_out = {f for f in split_validation(listing, 0.2, 0)[1].files if "malignant" in f}
+        assert held_out and not trained & held_out and len(trained) + len(held_out) == n_real
+    assert steps[6] == steps[8] == 13  # ceil(100 / 8) whatever N
+    code, _, err = call(train_gan.main, gan_args(data_root, tmp_path / "both", "--kimg", "1"),
+                        capsys)
+    assert_user_error(code, err, "--epochs and --kimg")
+
+
+def test_drop_test_duplicates_leaves_copies_of_test_images_out(capsys, tmp_path):
+    from classifier_fixtures import write_image_folder
+
+    root = write_image_folder(tmp_path / "data", {"train": {"benign": 4, "malignant": 6},
+                                                  "test": {"benign": 2, "malignant": 2}})
+    test_image = sorted((root / "test" / "malignant").iterdir())[0]
+    shutil.copy(test_image, root / "train" / "malignant" / "copy.png")
+    out = tmp_path / "run"
+    code, _, err = call(train_gan.main, gan_args(root, out, "--drop-test-duplicates",
+                                                 "--val-fraction", "0"), capsys)
+    assert code == 0, err[-3000:]
+    record = json.loads((out / "training_files.json").read_text())
+    assert record["dropped_test_duplicates"] == [str(root / "train" / "malignant" / "copy.png")]
+    assert all(Path(f["path"]).name != "copy.png" for f in record["files"])
+    assert json.loads((out / "metadata.json").read_text())["dropped_test_duplicates"] == 1
