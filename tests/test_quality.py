@@ -43,8 +43,9 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shifted():
     # Unbiased MMD^2 scatters around 0 (a set against itself sits slightly below it).
     assert abs(itself["kid"]) < 0.01 * shifted["kid"] and abs(same["kid"]) < 0.01 * shifted["kid"]
     assert 10 * abs(same["kid"]) < nudged["kid"] < shifted["kid"]
-    assert shifted["kid_subset_size"] == 200
-    assert kid(real, real[:50], subsets=2)["kid_subset_size"] == 50
+    # Subsets are at most half the smaller set, so they differ and the std is a real spread.
+    assert shifted["kid_subset_size"] == 150 and itself["kid_std"] > 0
+    assert kid(real, real[:50], subsets=2)["kid_subset_size"] == 25
 
 
 def test_precision_recall_identical_far_and_collapsed():
