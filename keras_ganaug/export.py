@@ -253,6 +253,7 @@ def export_gan(gan, out_dir: str | os.PathLike, metadata: dict | None = None) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = {"trained_class_id": None if gan.conditional else gan.trained_class,
+                "precision": gan.generator.dtype_policy.name,  # of the training, not the export
                 **(metadata or {}), "format_version": FORMAT_VERSION, "package_version": __version__,
                 "gan_type": gan.gan_type, "conditional": gan.conditional,
                 "image_size": gan.image_size, "channels": gan.channels,

@@ -22,6 +22,7 @@ GANS = {
     "wgan-gp-conditional": ("ConditionalWGANGP", {"n_critic": 1}),
     "infogan": ("InfoGAN", {"cat_codes": 3, "cont_codes": 1}),
 }
+BF16 = "cgan-mixed_bfloat16"
 TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0}
 
 # Every acceptance check of one export, in a process that imports only tensorflow and keras.
@@ -85,18 +86,25 @@ def _build(class_name: str, options: dict):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """Every GAN after two steps (unconditional ones fed images alone), and its export folder."""
+    """Every GAN after two steps (unconditional ones fed images alone), its export folder and
+    the sha256 of its in-process images; plus a CGAN trained under mixed_bfloat16, the precision
+    in which the fast layers' custom gradients run (its images are computed in float32 by the
+    export and in bfloat16 in process, so they have no in-process hash to match)."""
+    from keras_ganaug import runtime
     from keras_ganaug.data import to_uint8
     from keras_ganaug.export import export_gan
 
     root = tmp_path_factory.mktemp("exports")
     trained = {}
-    for key, (class_name, options) in GANS.items():
-        gan = _build(class_name, options)
+    for key, (class_name, options) in {**GANS, BF16: GANS["cgan"]}.items():
+        with runtime.precision_scope("mixed_bfloat16" if key == BF16 else "float32"):
+            gan = _build(class_name, options)
         gan.fit(_dataset(gan.conditional), epochs=1, verbose=0)
         export_gan(gan, root / key, {"class_names": ["a", "b"]})
         in_process = to_uint8(gan.generate(4, 0, -1)[0]).numpy()
-        trained[key] = (gan, root / key, hashlib.sha256(in_process).hexdigest())
+        sha = None if key == BF16 else hashlib.sha256(in_process).hexdigest()
+        trained[key] = (gan, root / key, sha)
+    assert trained[BF16][0].generator.compute_dtype == "bfloat16"
     return trained
 
 
@@ -111,7 +119,8 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports):
         # Python int, int32 and int64 arguments, the SignatureDef and TFSMLayer: the same images,
         # which are the training process's own (float32 training: the same graph and weights).
         assert result["int32_int64_same"] and result["signature_same"], key
-        assert result["tfsm_layer_same"] and result["sha256"] == in_process_sha, key
+        assert result["tfsm_layer_same"], key
+        assert in_process_sha in (None, result["sha256"]), key
         assert result["other_seed_differs"], key
         expected = ["generate_from_latent", "serving_default"]
         if key == "infogan":
@@ -127,8 +136,10 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports):
         meta = json.loads((path / "metadata.json").read_text())
         assert meta["format_version"] == 2 and meta["class_names"] == ["a", "b"]
         assert meta["latent_size"] == {"infogan": 8 + 3 + 1}.get(key, 8), key
+        assert meta["precision"] == ("mixed_bfloat16" if key == BF16 else "float32"), key
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_every_generators_serving_default(exports):
     # Generators only: each run imports TensorFlow (seconds); the fresh process above reads the
     # discriminators' serving_default through the same SignatureDef map.
@@ -153,18 +164,10 @@ def test_unconditional_latent_endpoint_refuses_other_classes(exports):
         c.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([-1]))
 
 
-def test_bf16_trained_generator_converts_to_tflite_within_one_level(tmp_path):
+def test_bf16_trained_generator_converts_to_tflite_within_one_level(exports):
     import tensorflow as tf
 
-    from keras_ganaug import runtime
-    from keras_ganaug.export import export_gan
-
-    with runtime.precision_scope("mixed_bfloat16"):
-        gan = _build("CGAN", {})
-    assert gan.generator.compute_dtype == "bfloat16"
-    gan.fit(_dataset(True), epochs=1, verbose=0)
-    export_gan(gan, tmp_path, {})
-    path = str(tmp_path / "generator")
+    path = str(exports[BF16][1] / "generator")
     converter = tf.lite.TFLiteConverter.from_saved_model(path,
                                                          signature_keys=["generate_from_latent"])
     interpreter = tf.lite.Interpreter(model_content=converter.convert())

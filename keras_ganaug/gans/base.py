@@ -11,7 +11,8 @@ What a subclass provides:
   discriminator_loss(...)        per-example D loss (+ named extra terms to log)
   generator_loss(...)            per-example G loss (+ named extra terms to log)
 and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP),
-config_options (GANConfig fields its constructor takes) and export_info() (extra metadata).
+config_options (GANConfig fields its constructor takes), export_info() (extra metadata) and
+latent_size / latent_inputs() (what the exported generate_from_latent takes: conditioning).
 """
 
 from __future__ import annotations
@@ -268,10 +269,13 @@ class GAN(keras.Model):
 
     def get_compile_config(self):
         """compile()'s arguments with both GAN optimizers, so a loaded GAN trains on as it was."""
-        return {**(super().get_compile_config() or {}),
-                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+        config = super().get_compile_config()
+        if config is None:  # never compiled: a loaded copy is not compiled either
+            return None
+        return {**config, "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
                 "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer)}
 
     def compile_from_config(self, config):
-        # Keras skips this for models with their own compile(); the optimizers' state loads next.
+        # Keras' own does nothing for a model with its own compile(); loading restores the
+        # optimizers' saved state after this has built them.
         self.compile(**keras.saving.deserialize_keras_object(config))
