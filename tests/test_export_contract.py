@@ -207,6 +207,18 @@ def test_keras_file_round_trip_restores_the_gan_and_fit_goes_on(key, exports, tm
     assert not np.array_equal(before, loaded.generator.get_weights()[0])
 
 
+def test_an_uncompiled_gan_saves_and_loads_uncompiled(tmp_path):
+    import keras
+
+    from keras_ganaug.gans import InfoGAN
+
+    gan = InfoGAN(**TINY, cat_codes=3, cont_codes=1)
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert not loaded.compiled and (loaded.cat_codes, loaded.cont_codes) == (3, 1)
+    np.testing.assert_array_equal(loaded.generator.get_weights()[0], gan.generator.get_weights()[0])
+
+
 def test_conditional_gans_need_labels_and_say_so_in_one_line():
     from keras_ganaug.errors import UserError
 

@@ -270,8 +270,8 @@ class GAN(keras.Model):
     def get_compile_config(self):
         """compile()'s arguments with both GAN optimizers, so a loaded GAN trains on as it was."""
         config = super().get_compile_config()
-        if config is None:  # never compiled: a loaded copy is not compiled either
-            return None
+        if not self.compiled:  # then Keras' config is empty and a loaded copy is not compiled
+            return config
         return {**config, "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
                 "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer)}
 
