@@ -1,9 +1,13 @@
-"""Writes that are never half done, and the one check that an output folder can be written."""
+"""Writes that are never half done, the one check that an output folder can be written, and the
+staging folder through which --overwrite replaces a run all at once."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -40,3 +44,43 @@ def ensure_writable(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+
+
+def stage_replacement(out: Path) -> Path:
+    """A new empty sibling folder for the run that replaces `out` (--overwrite): it is written
+    there and swapped in by `install_replacement` once finished, so a run that fails or is killed
+    halfway leaves `out` as it was. Staging folders of earlier killed runs are removed first."""
+    out = Path(out)
+    for stale in out.parent.glob(f".{out.name}.overwrite-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.overwrite-", dir=out.parent))
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create a staging folder next to it for --overwrite "
+                        f"({err.strerror or err})") from err
+    ensure_writable(stage)
+    return stage
+
+
+def install_replacement(stage: Path, out: Path) -> None:
+    """Swap the finished run in `stage` into `out`'s place, then delete the run it replaced."""
+    _exchange(Path(stage), Path(out))
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders: in one atomic step on Linux (renameat2 RENAME_EXCHANGE), elsewhere by
+    three renames (a kill between them leaves the old run under a hidden .old- name)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # unsupported: fall back
+            raise OSError(code, os.strerror(code), str(b))
+    aside = b.with_name(f".{b.name}.old-{os.getpid()}")
+    os.replace(b, aside)
+    os.replace(a, b)
+    os.replace(aside, a)
