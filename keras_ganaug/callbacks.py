@@ -167,6 +167,7 @@ class TrainingBackup(keras.callbacks.Callback):
         self.restored: dict | None = None
         self.best_file: str | None = None  # the weights file holding early stopping's best weights
         self.saved_best = None  # the best_weights list that best_file holds
+        self.stopped = False  # the restored run had been stopped: it trains no further epoch
 
     def on_epoch_end(self, epoch, logs=None):
         stopper = self.early_stopping
@@ -178,8 +179,10 @@ class TrainingBackup(keras.callbacks.Callback):
             self.model.save(tmp)
             os.replace(tmp, self.best_model)
         record = {name: _plain(getattr(stopper, name)) for name in self.EARLY_STOPPING_STATE}
+        # stop_training: early stopping (or another callback) ended the run with this epoch.
         self.store.save(self.model, {"epoch": epoch + 1, "early_stopping": record,
-                                     "best_weights": self.best_file},
+                                     "best_weights": self.best_file,
+                                     "stop_training": bool(self.model.stop_training)},
                         unsaved_variables(self.model),
                         keep=(self.best_file,) if self.best_file else ())
 
@@ -196,6 +199,7 @@ class TrainingBackup(keras.callbacks.Callback):
             best = model.get_weights()
             self.store.load_weights(model, state["weights"])
         self.best_file, self.saved_best = state["best_weights"], best
+        self.stopped = state["stop_training"]
         self.restored = {**state["early_stopping"], "best_weights": best}
         return int(state["epoch"])
 

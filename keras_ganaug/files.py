@@ -10,9 +10,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from keras_ganaug.errors import UserError
+
+T = TypeVar("T")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -48,7 +52,7 @@ def ensure_writable(out: Path) -> None:
 
 def stage_replacement(out: Path) -> Path:
     """A new empty sibling folder for the run that replaces `out` (--overwrite): it is written
-    there and swapped in by `install_replacement` once finished, so a run that fails or is killed
+    there and swapped in by `finish_in` once finished, so a run that fails or is killed
     halfway leaves `out` as it was. Staging folders of earlier killed runs are removed first."""
     out = Path(out)
     for stale in out.parent.glob(f".{out.name}.overwrite-*"):
@@ -63,10 +67,20 @@ def stage_replacement(out: Path) -> Path:
     return stage
 
 
-def install_replacement(stage: Path, out: Path) -> None:
-    """Swap the finished run in `stage` into `out`'s place, then delete the run it replaced."""
-    _exchange(Path(stage), Path(out))
-    shutil.rmtree(stage, ignore_errors=True)
+def finish_in(work: Path, out: Path, write: Callable[[], T]) -> T:
+    """Return write(), which fills `work`: `out` itself, or a staging folder of `out` (see
+    `stage_replacement`), swapped into `out`'s place once write() succeeded and deleted if it
+    failed, so the run it was to replace stays as it was."""
+    if Path(work) == Path(out):
+        return write()
+    try:
+        result = write()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _exchange(Path(work), Path(out))
+    shutil.rmtree(work, ignore_errors=True)  # now the replaced run
+    return result
 
 
 def _exchange(a: Path, b: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 
 from keras_ganaug import data as data_lib
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import ensure_writable, install_replacement, stage_replacement
+from keras_ganaug.files import ensure_writable, finish_in, stage_replacement
 
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
@@ -171,19 +170,15 @@ def run(config: GANConfig) -> dict:
     if report.converted_modes and config.verbose:
         modes = ", ".join(f"{n} {mode}" for mode, n in sorted(report.converted_modes.items()))
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
-    try:
+
+    def write():
         (work / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
         data_lib.write_file_list(work / "training_files.json", images, config.seed, config.n_real,
                                  class_name)
-        summary = _train_and_export(config, gan_type, arrays, labels, images, class_name,
-                                    class_id, source, work, out)
-    except BaseException:
-        if work != out:  # a failed --overwrite: its staging folder goes, the old run stays
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    if work != out:
-        install_replacement(work, out)
-    return summary
+        return _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id,
+                                 source, work, out)
+
+    return finish_in(work, out, write)
 
 
 def _train_and_export(config, gan_type, arrays, labels, images, class_name, class_id, source, out,
