@@ -302,7 +302,7 @@ def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(tmp_path, demo_root):
     assert json.loads((run_dir / "metadata.json").read_text())["n_critic"] == 5
     gan = WGANGP(**TINY)
     gan.compile()
-    gan.load_weights(run_dir / "checkpoints" / "last.weights.h5")
+    gan.load_weights(run_dir / "checkpoints" / state["weights"])
     counts = (int(gan.g_optimizer.iterations.numpy()), int(gan.d_optimizer.iterations.numpy()),
               int(gan.g_steps.numpy()))
     assert counts == (3 * 2, 5 * 3 * 2, 3 * 2)
