@@ -584,6 +584,7 @@ class Study:
         self.features = None  # FeatureSpace, built when the first generator is measured
         self.leaked_test_files = leaked_test_files or set()
         self.leak_free_test = None  # (images, labels, keep mask), loaded on first need
+        self.code = code_version()  # recorded in every cell: a resumed grid may mix versions
 
     def other_class_generators(self, cell: Cell, minority: str) -> list[str]:
         """+all-classes with an unconditional GAN: one generator per other class, trained on all
@@ -669,6 +670,7 @@ class Study:
         row["n_minority"] = (metrics.get("train_counts", {}).get("real", {}).get(minority, 0)
                              + metrics.get("val_counts", {}).get(minority, 0))
         row["cell_seconds"] = time.perf_counter() - started
+        row["code"] = self.code
         write_json(self.out / "cells" / f"{cell.cell_id}.json", row)
         return row
 
