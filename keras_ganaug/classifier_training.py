@@ -798,6 +798,12 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
                         steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
                         shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
+    if not (out / "best.keras").is_file():
+        # No epoch reached --min-epochs, so early stopping chose none: the model evaluated is
+        # the last epoch's, and best.keras must be that model.
+        tmp = out / f".tmp-{os.getpid()}.keras"
+        model.save(tmp)
+        os.replace(tmp, out / "best.keras")
     scores = model.predict(test_ds, verbose=0)
     minority_index = splits.class_names.index(splits.minority)
     decision = tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
