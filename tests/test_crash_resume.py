@@ -28,7 +28,7 @@ from tests.conftest import REPO
 # 16 images, batch 4: 4 steps an epoch, 12 in all; a mid-epoch checkpoint every 3 steps.
 GAN_FLAGS = ("--class", "benign", "--n-real", "16", "--image-size", "32", "--width", "8",
              "--latent-dim", "16", "--batch-size", "4", "--epochs", "3", "--checkpoint-every",
-             "3", "--quiet")
+             "3", "--val-fraction", "0", "--quiet")
 
 # python -c KILL_AT POINT N ARGS...: train_gan.py ARGS, SIGKILLed at
 #   step N     right after global step N (and its checkpoint, if one is due) is done
@@ -188,7 +188,7 @@ def test_classifier_interrupted_three_times_resumes_to_the_uninterrupted_run(
     # simple-cnn has dropout; classic+superpixel draw per batch and per image.
     flags = ["--data", str(demo_root), "--model", "simple-cnn", "--image-size", "32",
              "--epochs", "6", "--patience", "2", "--batch-size", "16", "--n-real", "12",
-             "--augment", "classic+superpixel", "--quiet"]
+             "--augment", "classic+superpixel", "--min-epochs", "1", "--quiet"]
     code, _, err = call(train_classifier.main, [*flags, "--out", tmp_path / "reference"], capsys)
     assert code == 0, err[-3000:]
     expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())

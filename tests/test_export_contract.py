@@ -258,7 +258,7 @@ def test_train_classifier_reads_format_1_exports(tmp_path):
     out = write_fake_generator(tmp_path / "old")
     meta = json.loads((out / "metadata.json").read_text())
     (out / "metadata.json").write_text(json.dumps({**meta, "format_version": 1}))
-    source = open_generator(str(out), ("benign", "malignant"), "malignant", 3)
+    [source] = open_generator(str(out), ("benign", "malignant"), "malignant", 3)
     assert source.class_name == "malignant" and source.metadata["format_version"] == 1
     images = synthesize(out, 5, seed=2, class_id=source.class_id, batch_size=2)
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
