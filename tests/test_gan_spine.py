@@ -124,9 +124,11 @@ def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
     assert first.returncode == 0, first.stderr[-2000:]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["trained_class"] == "malignant" and meta["n_real"] == 16
-    assert len(meta["training_files_sha256"]) == 16
-    chosen = json.loads((out / "training_files.json").read_text())["files"]
-    assert len(chosen) == 16 and all(f["label"] == "malignant" for f in chosen)
+    # 16 cut, 3 of them held out as the classifier's validation split of the same N and seed
+    assert len(meta["training_files_sha256"]) == 13 and meta["held_out_images"] == 3 + 10
+    chosen = json.loads((out / "training_files.json").read_text())
+    assert len(chosen["files"]) == 13 and all(f["label"] == "malignant" for f in chosen["files"])
+    assert not {f["path"] for f in chosen["files"]} & set(chosen["held_out_files"])
     assert (out / "samples" / "final.png").is_file() and (out / "loss_curves.png").is_file()
 
     proc = run_script("-c", FRESH_LOAD, str(out / "generator"), str(tmp_path / "a.npy"))
@@ -160,7 +162,7 @@ def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
         gan.load_weights(run_dir / "checkpoints" / state["weights"])
         steps.append((int(gan.g_optimizer.iterations.numpy()),
                       int(gan.d_optimizer.iterations.numpy())))
-    assert steps[0] == steps[1] == (6, 6)
+    assert steps[0] == steps[1] == (3, 3)  # 13 training images // batch 8 = 1 step per epoch
 
 
 def test_train_gan_rejects_bad_flags_with_exit_2(tmp_path):
