@@ -135,7 +135,11 @@ def feature_space(path: str | None, metadata: dict, seed: int, epochs: int, verb
         return features.load_feature_space(path)
     if path and Path(path).suffix != ".keras":
         raise UserError(f"--features {path}: expected a .keras file name")
-    train = list_images(metadata["data"], "train")
+    try:
+        train = list_images(metadata["data"], "train")
+    except UserError as err:
+        raise UserError(f"training the feature space on the generator's data ({err}); run from "
+                        f"where train_gan.py ran, or give --features PATH of a trained one") from err
     images = load_images(train, int(metadata["image_size"]), int(metadata["channels"]),
                          resize_mode=metadata.get("resize", "crop"))[0]
     if verbose:
