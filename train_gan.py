@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between sample grids (default: epochs/10)")
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="epochs between SavedModel snapshots in OUT/snapshots (default 0: off)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="steps between extra checkpoints inside an epoch, for long epochs\n"
+                   "(default 0: a checkpoint at the end of every epoch only)")
     runtime.add_flags(p)
     p.add_argument("--steps-per-execution", type=positive_int, default=1,
                    help="train steps per call into TensorFlow (default 1)")
@@ -104,6 +107,8 @@ def config_from_args(args: argparse.Namespace):
         raise UserError("--epochs and --kimg: give one (--kimg sets the budget in images shown)")
     if args.snapshot_every < 0:
         raise UserError(f"--snapshot-every {args.snapshot_every}: expected 0 (off) or more")
+    if args.checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every {args.checkpoint_every}: expected 0 (off) or more")
     gan_options = {}
     for flag, owner in (("n_critic", "wgan-gp"), ("gp_weight", "wgan-gp"),
                         ("cat_codes", "infogan"), ("cont_codes", "infogan")):
@@ -127,7 +132,8 @@ def config_from_args(args: argparse.Namespace):
         kimg=args.kimg, val_fraction=args.val_fraction,
         drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size, latent_dim=args.latent_dim, width=args.width,
         augment=args.augment, ema=args.ema or None, seed=args.seed, out=args.out,
-        sample_every=args.sample_every, snapshot_every=args.snapshot_every, resize=args.resize,
+        sample_every=args.sample_every, snapshot_every=args.snapshot_every,
+        checkpoint_every=args.checkpoint_every, resize=args.resize,
         skip_bad_images=args.skip_bad_images, overwrite=args.overwrite, resume=args.resume,
         verbose=0 if args.quiet else 1, precision=args.precision, strategy=args.strategy,
         steps_per_execution=args.steps_per_execution, **gan_options)

@@ -5,9 +5,9 @@ classic     Keras preprocessing layers: flips, rotations up to 45 degrees, zoom,
 superpixel  scikit-image SLIC segments, each replaced by its mean colour with probability p: what
             imgaug's ``Superpixels(p_replace, n_segments)`` did (imgaug is unmaintained and breaks on
             numpy 2). SLIC is numpy code, so it runs per uint8 image through ``tf.numpy_function``
-            in the tf.data map; it holds the GIL, so it runs sequentially with a seeded numpy
-            generator and a run is reproducible. Cost: about 4 ms per 64 px image and 0.1 s per
-            224 px image on one CPU core, every epoch.
+            in the tf.data map, each image with a numpy generator seeded by (seed, epoch,
+            position), so a run, resumed or not, draws the same. Cost: about 4 ms per 64 px image
+            and 0.1 s per 224 px image on one CPU core (it holds the GIL), every epoch.
 
 The GANs' differentiable augmentation (DiffAugment) lives in keras_ganaug/gans/diffaugment.py.
 """
@@ -72,17 +72,25 @@ def superpixels(image: np.ndarray, p: float, n_segments: int,
 
 
 def superpixel_map(p: float, n_segments: int, seed: int):
-    """A tf.data map function (image uint8 [H,W,C], label) -> same, with superpixels applied."""
+    """A tf.data map function (image uint8 [H,W,C], label, epoch, position) -> (image, label),
+    with superpixels applied; each image's draws are a pure function of (seed, epoch, position)."""
     import tensorflow as tf
 
-    rng = np.random.default_rng(seed)
+    def apply(image, epoch, position):
+        return superpixels(image, p, n_segments, np.random.default_rng([seed, epoch, position]))
 
-    def apply(image):
-        return superpixels(image, p, n_segments, rng)
-
-    def map_fn(image, label):
-        out = tf.numpy_function(apply, [image], tf.uint8, stateful=True)
+    def map_fn(image, label, epoch, position):
+        out = tf.numpy_function(apply, [image, epoch, position], tf.uint8, stateful=False)
         out.set_shape(image.shape)
         return out, label
 
     return map_fn
+
+
+def reseed(layer, key) -> None:
+    """Set every random stream of `layer` (its SeedGenerator states) from the [2] int64 `key`:
+    what it draws next is then a pure function of the key, whatever it drew before."""
+    import tensorflow as tf
+
+    for index, state in enumerate(layer.variables):
+        state.assign(tf.cast(tf.random.experimental.stateless_fold_in(key, index), state.dtype))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -11,11 +10,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from keras_ganaug.checkpoints import CheckpointStore, unsaved_variables
 from keras_ganaug.export import export_gan
-from keras_ganaug.files import write_json_atomic
-
-CHECKPOINT_WEIGHTS = "last.weights.h5"
-CHECKPOINT_STATE = "last.json"
 
 
 def image_grid(images_uint8: np.ndarray, columns: int | None = None) -> np.ndarray:
@@ -56,38 +52,65 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class GANCheckpoint(keras.callbacks.Callback):
-    """Weights of both networks, both optimizers, EMA and augmentation state, after each epoch.
+    """Everything that decides a GAN's next step, after each epoch and every `every` steps (0: at
+    epoch ends only): both networks, both optimizers, EMA, ADA's p, the noise and augmentation
+    streams, the global step and the epoch's running losses. The data order is a function of
+    (seed, epoch) (gan_training.real_batches), so the step is all it takes to find the next batch.
 
-    Written to a temporary file and renamed, so a kill mid-write leaves the previous checkpoint.
-    `restore` loads it into a compiled GAN and returns the epoch to resume from.
+    `restore` loads the last checkpoint into a compiled GAN and returns (epoch, step in epoch).
     """
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, steps_per_epoch: int, every: int = 0):
         super().__init__()
-        self.folder = Path(folder)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not all(math.isfinite(float(v)) for k, v in (logs or {}).items() if k.endswith("loss")):
-            return  # a diverged epoch: the last good checkpoint must stay as it was
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.folder / CHECKPOINT_WEIGHTS)
-        state = {"epoch": epoch + 1,
-                 "seed_state": self.model.seed_generator.state.numpy().tolist(),
-                 "logs": {k: float(v) for k, v in (logs or {}).items()}}
-        write_json_atomic(self.folder / CHECKPOINT_STATE, state)
+        self.store = CheckpointStore(folder)
+        self.steps_per_epoch, self.every = steps_per_epoch, every
+        self.running_losses: list | None = None  # restored mid-epoch sums, until fit resets them
+        self.saved_step = 0  # global step of the last checkpoint
 
     @staticmethod
-    def restore(gan, folder: str | os.PathLike) -> int:
-        folder = Path(folder)
-        state_path = folder / CHECKPOINT_STATE
-        if not state_path.is_file():
-            return 0
-        state = json.loads(state_path.read_text())
-        gan.load_weights(folder / CHECKPOINT_WEIGHTS)
-        gan.seed_generator.state.assign(np.asarray(state["seed_state"], gan.seed_generator.state.dtype))
-        return int(state["epoch"])
+    def _carried(gan) -> list:
+        # The loss trackers' sums matter only mid-epoch: the epoch's logged means include them.
+        return unsaved_variables(gan) + [v for m in gan.metrics for v in m.variables]
+
+    def _save(self, step: int, logs) -> None:
+        if not all(math.isfinite(float(v)) for k, v in (logs or {}).items() if k.endswith("loss")):
+            return  # a diverged step: the last good checkpoint must stay as it was
+        epoch, step_in_epoch = divmod(step, self.steps_per_epoch)
+        self.store.save(self.model, {"epoch": epoch, "step": step_in_epoch,
+                                     "logs": {k: float(v) for k, v in (logs or {}).items()}},
+                        self._carried(self.model))
+        self.saved_step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.every:
+            return
+        step = int(self.model.g_steps.numpy())  # the global step, also across a resume
+        # Crossing a multiple of `every` (steps_per_execution may jump over it); an epoch's last
+        # step is left to on_epoch_end, which saves the epoch's final logs.
+        if step // self.every > self.saved_step // self.every and step % self.steps_per_epoch:
+            self._save(step, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(int(self.model.g_steps.numpy()), logs)
+
+    def restore(self, gan) -> tuple[int, int]:
+        """Load the last checkpoint into `gan`: (epoch, steps of it done); (0, 0) if none."""
+        state = self.store.load(gan, self._carried(gan))
+        if state is None:
+            return 0, 0
+        self.saved_step = int(state["epoch"]) * self.steps_per_epoch + int(state["step"])
+        if state["step"]:
+            self.running_losses = [keras.ops.convert_to_numpy(v)
+                                   for m in gan.metrics for v in m.variables]
+        return int(state["epoch"]), int(state["step"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # fit() resets the trackers before each epoch; a resumed half epoch goes on from its sums.
+        if self.running_losses is not None:
+            variables = [v for m in self.model.metrics for v in m.variables]
+            for variable, value in zip(variables, self.running_losses, strict=True):
+                variable.assign(value)
+            self.running_losses = None
 
 
 class PeriodicExport(keras.callbacks.Callback):
@@ -123,60 +146,74 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class TrainingBackup(keras.callbacks.Callback):
-    """A classifier's weights, optimizer and early-stopping record after each epoch, for --resume,
-    and the best epoch's model at `best_model` (.keras).
+    """A classifier's whole training state after each epoch, for an exact --resume, and the best
+    epoch's model at `best_model` (.keras).
 
-    Like keras.callbacks.BackupAndRestore plus ModelCheckpoint(save_best_only=True), but every file
-    is written to a temporary sibling and renamed, and EarlyStopping's record of the best epoch is
-    carried over, so a resumed run stops, and restores the best weights, as an uninterrupted one
+    Like keras.callbacks.BackupAndRestore plus ModelCheckpoint(save_best_only=True), but the
+    backup is committed atomically (checkpoints.CheckpointStore), carries the dropout streams,
+    and carries EarlyStopping's record (EARLY_STOPPING_STATE and its best weights, whatever it
+    monitors), so a resumed run stops, and restores the best weights, as an uninterrupted one
     would. List it after the EarlyStopping it follows.
     """
 
+    # What EarlyStopping.on_train_begin resets: its record of the run so far (not its settings).
+    EARLY_STOPPING_STATE = ("wait", "stopped_epoch", "best", "best_epoch")
+
     def __init__(self, folder: str | os.PathLike, early_stopping, best_model: str | os.PathLike):
         super().__init__()
-        self.folder, self.best_model = Path(folder), Path(best_model)
+        self.store = CheckpointStore(folder)
+        self.best_model = Path(best_model)
         self.early_stopping = early_stopping
         self.restored: dict | None = None
-
-    def _save_weights(self, name: str) -> None:
-        tmp = self.folder / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.folder / name)
+        self.best_file: str | None = None  # the weights file holding early stopping's best weights
+        self.saved_best = None  # the best_weights list that best_file holds
+        self.stopped = False  # the restored run had been stopped: it trains no further epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
         stopper = self.early_stopping
-        if stopper.best_epoch == epoch:
-            self._save_weights("best.weights.h5")
+        if stopper.best_weights is not None and stopper.best_weights is not self.saved_best:
+            # A new best: EarlyStopping just copied this epoch's weights.
+            self.best_file = self.store.write_weights(self.model)
+            self.saved_best = stopper.best_weights
             tmp = self.best_model.with_name(f".tmp-{os.getpid()}.keras")
             self.model.save(tmp)
             os.replace(tmp, self.best_model)
-        self._save_weights(CHECKPOINT_WEIGHTS)
-        best = None if stopper.best is None else float(stopper.best)
-        write_json_atomic(self.folder / CHECKPOINT_STATE, {
-            "epoch": epoch + 1, "wait": stopper.wait, "best": best,
-            "best_epoch": stopper.best_epoch})
+        record = {name: _plain(getattr(stopper, name)) for name in self.EARLY_STOPPING_STATE}
+        # stop_training: early stopping (or another callback) ended the run with this epoch.
+        self.store.save(self.model, {"epoch": epoch + 1, "early_stopping": record,
+                                     "best_weights": self.best_file,
+                                     "stop_training": bool(self.model.stop_training)},
+                        unsaved_variables(self.model),
+                        keep=(self.best_file,) if self.best_file else ())
 
     def restore(self, model) -> int:
         """Load the last backup into `model`; returns the epoch to resume from (0: no backup)."""
-        state_path = self.folder / CHECKPOINT_STATE
-        if not state_path.is_file():
-            return 0
-        self.restored = json.loads(state_path.read_text())
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # or its saved state is skipped
-        model.load_weights(self.folder / "best.weights.h5")
-        self.restored["best_weights"] = model.get_weights()
-        model.load_weights(self.folder / CHECKPOINT_WEIGHTS)
-        return int(self.restored["epoch"])
+        state = self.store.load(model, unsaved_variables(model))
+        if state is None:
+            return 0
+        best = None
+        if state["best_weights"]:
+            self.store.load_weights(model, state["best_weights"])
+            best = model.get_weights()
+            self.store.load_weights(model, state["weights"])
+        self.best_file, self.saved_best = state["best_weights"], best
+        self.stopped = state["stop_training"]
+        self.restored = {**state["early_stopping"], "best_weights": best}
+        return int(state["epoch"])
 
     def on_train_begin(self, logs=None):
         # Runs after EarlyStopping.on_train_begin, which resets its record.
         if self.restored is None:
             return
-        stopper, state = self.early_stopping, self.restored
-        stopper.wait, stopper.best, stopper.best_epoch = state["wait"], state["best"], state["best_epoch"]
-        stopper.best_weights = state["best_weights"]
+        for name, value in self.restored.items():
+            setattr(self.early_stopping, name, value)
+
+
+def _plain(value):
+    """A JSON-able copy of an EarlyStopping record value (numpy scalars become Python numbers)."""
+    return value if value is None or isinstance(value, (bool, int, float)) else float(value)
 
 
 def trim_history(history_csv: str | os.PathLike, epochs: int) -> None:

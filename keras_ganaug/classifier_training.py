@@ -39,7 +39,7 @@ import numpy as np
 from keras_ganaug import __version__, runtime
 from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import ensure_writable, write_json_atomic
+from keras_ganaug.files import ensure_writable, finish_in, stage_replacement, write_json_atomic
 from keras_ganaug.selection import DEFAULT_MONITOR
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
@@ -596,29 +596,46 @@ def build_splits(config: ClassifierConfig) -> Splits:
 
 # Training -----------------------------------------------------------------------------------
 
-def train_dataset(x, y, config: ClassifierConfig):
-    """Shuffled, augmented (train only) tf.data of ([-1, 1] float32 images, int32 labels)."""
+def train_dataset(x, y, config: ClassifierConfig, first_epoch: int = 0):
+    """Endless shuffled, augmented tf.data of ([-1, 1] float32 images, int32 labels), epoch after
+    epoch from `first_epoch`: fit with steps_per_epoch = ceil(len(x) / batch_size).
+
+    Epoch e's order and augmentations are a pure function of (seed, e) (and of the position in
+    the epoch), not of a shuffle or seed state, so a run resumed at epoch e trains on exactly
+    the batches the uninterrupted run did.
+    """
     import tensorflow as tf
 
-    from keras_ganaug.augment import classic_augmentation, parse_augment, superpixel_map
-    from keras_ganaug.data import to_float
+    from keras_ganaug.augment import classic_augmentation, parse_augment, reseed, superpixel_map
+    from keras_ganaug.data import epoch_seed, permutations, to_float
 
     classic, superpixel = parse_augment(config.augment)
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-    ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-    if superpixel:
-        # One numpy call per uint8 image, in order: SLIC holds the GIL anyway, and a single
-        # seeded generator keeps the run reproducible.
-        ds = ds.map(superpixel_map(config.superpixel_p, config.superpixel_segments, config.seed))
+    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
     layer = classic_augmentation(config.seed) if classic else None
+    superpixel_fn = (superpixel_map(config.superpixel_p, config.superpixel_segments, config.seed)
+                     if superpixel else None)
 
-    def scale_and_augment(images, labels):
+    def scale_and_augment(epoch, batch, images, labels):
         images = to_float(images)
-        return (images if layer is None else layer(images, training=True)), labels
+        if layer is None:
+            return images, labels
+        reseed(layer, epoch_seed(config.seed, epoch, batch))
+        return layer(images, training=True), labels
 
-    # Sequential map: the layers' seed state advances in batch order, so a seed replays a run.
-    ds = ds.batch(config.batch_size).map(scale_and_augment)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    def one_epoch(epoch):
+        order = permutations(epoch_seed(config.seed, epoch), 1, len(x))[0]
+        ds = tf.data.Dataset.from_tensor_slices(order).enumerate()
+        ds = ds.map(lambda position, i: (tf.gather(images, i), tf.gather(labels, i), epoch,
+                                         position))
+        if superpixel_fn is not None:
+            ds = ds.map(superpixel_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            ds = ds.map(lambda image, label, epoch, position: (image, label))
+        # Sequential map: reseed and the layers' draws must not interleave between batches.
+        return ds.batch(config.batch_size).enumerate().map(
+            lambda batch, pair: scale_and_augment(epoch, batch, *pair))
+
+    return tf.data.Dataset.counter(first_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def make_callbacks(out: Path, config: ClassifierConfig, val_dataset, y_val: np.ndarray,
@@ -669,7 +686,9 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 
 def prepare_out(config: ClassifierConfig) -> Path:
     """Create OUT, checked writable; refuse (never delete) a finished or unfinished run there
-    unless --overwrite, and --resume with settings other than the run's. Writes nothing else."""
+    unless --overwrite, and --resume with settings other than the run's. Returns the folder to
+    write in: OUT, or, when --overwrite replaces a run, a new staging folder next to it (see
+    files.stage_replacement). Writes nothing else."""
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
@@ -695,19 +714,30 @@ def prepare_out(config: ClassifierConfig) -> Path:
                 else "an unfinished run (pass --resume to continue it)")
         raise UserError(f"--out {out}: holds {what}; pass --overwrite to replace it or choose "
                         f"another --out")
+    elif finished or started:
+        return stage_replacement(out)
     ensure_writable(out)
     return out
 
 
 def run(config: ClassifierConfig, verbose: int = 1) -> dict:
-    """Train and evaluate one classifier; returns the dict also written to OUT/metrics.json."""
+    """Train and evaluate one classifier; returns the dict also written to OUT/metrics.json.
+
+    An --overwrite of an earlier run is written to a staging folder that replaces OUT only once
+    it is finished: a run that fails or is killed halfway leaves the earlier one as it was.
+    """
     started = time.perf_counter()
     config = resolve(config)
     if config.weights == "imagenet":
         # Before TensorFlow's start-up and minutes of loading and generating.
         check_imagenet_reachable(config.model)
     out = prepare_out(config)
+    return finish_in(out, Path(config.out), lambda: _train_and_evaluate(config, out, verbose,
+                                                                         started))
 
+
+def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, started: float) -> dict:
+    """The run, written into `out` (OUT or its staging folder)."""
     import keras
     import tensorflow as tf
 
@@ -748,7 +778,6 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                                  trainable_layers=trainable, learning_rate=config.learning_rate)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(model)
-    train_ds = train_dataset(splits.x_train, splits.y_train, config)
     val_ds = make_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle=False,
                           seed=config.seed)
     test_ds = make_dataset(splits.x_test, splits.y_test, config.batch_size, shuffle=False,
@@ -758,14 +787,23 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
     callbacks = make_callbacks(out, config, val_ds, splits.y_val, verbose, append=config.resume)
     backup = next(c for c in callbacks if isinstance(c, TrainingBackup))
     initial_epoch = backup.restore(model) if config.resume else 0
+    train_ds = train_dataset(splits.x_train, splits.y_train, config, initial_epoch)
     trim_history(out / "history.csv", initial_epoch)
     earlier = read_history(out / "history.csv") if initial_epoch else {}
     fit_started = time.perf_counter()
     # shuffle=False: train_ds already reshuffles every epoch, with the run's seed.
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+    history = model.fit(train_ds, validation_data=val_ds,
+                        epochs=initial_epoch if backup.stopped else config.epochs,
                         initial_epoch=initial_epoch, class_weight=weights, verbose=verbose,
+                        steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
                         shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
+    if not (out / "best.keras").is_file():
+        # No epoch reached --min-epochs, so early stopping chose none: the model evaluated is
+        # the last epoch's, and best.keras must be that model.
+        tmp = out / f".tmp-{os.getpid()}.keras"
+        model.save(tmp)
+        os.replace(tmp, out / "best.keras")
     scores = model.predict(test_ds, verbose=0)
     minority_index = splits.class_names.index(splits.minority)
     decision = tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
@@ -820,6 +858,9 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
                                                   splits.class_names,
                                                   out / "confusion_matrix.png"),
     }
+    # Where the figures are once a staged --overwrite has replaced OUT.
+    result["figures"] = {name: str(Path(config.out) / Path(path).relative_to(out))
+                         for name, path in result["figures"].items()}
     write_json_atomic(out / "splits.json", splits.files)
     result["timings"]["total_seconds"] = time.perf_counter() - started
     write_json_atomic(out / METRICS_FILE, result)  # last: its presence marks a finished run

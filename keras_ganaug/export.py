@@ -1,24 +1,37 @@
-"""SavedModel export of generators and discriminators: one signature for every GAN type.
+"""SavedModel export of generators and discriminators: one contract for every GAN type.
 
-Contract (loadable by any TensorFlow program, without keras_ganaug):
+Contract (loadable by any TensorFlow program, without keras_ganaug; README "The SavedModel
+contract" has the table):
 
     g = tf.saved_model.load("OUT/generator")
-    g.generate(count=tf.constant(8), seed=tf.constant(0, tf.int64), class_id=tf.constant(-1))
+    g.generate(count=8, seed=0, class_id=-1)
         -> {"images": uint8 [count, H, W, C], "class_ids": int32 [count]}
-        Same seed, same images. class_id -1 = the trained class (unconditional GANs) or classes
-        drawn uniformly (conditional GANs); any other value asks for that class index.
+        count, seed and class_id: Python ints, int32 or int64 scalars (one traced function per
+        combination, each casting to int32 / int64 / int32 first): same seed value, same images.
+        class_id -1 = the trained class (unconditional GANs) or classes drawn uniformly
+        (conditional GANs); any other value asks for that class index.
     g.generate_from_latent(latent=float32 [N, latent_size], class_ids=int32 [N])
-        -> {"images": uint8 [N, H, W, C]}          the raw endpoint: the generator's own input
+        -> {"images": uint8 [N, H, W, C], "class_ids": int32 [N]}
+        latent: z for DCGAN, WGAN-GP and the conditional GANs (whose class part this endpoint
+        builds from class_ids); InfoGAN's whole generator input [z, one_hot(categorical),
+        continuous]. Unconditional GANs accept class ids -1 or their trained class only.
     g.metadata() -> scalar tf.string holding the JSON of OUT/metadata.json
     InfoGAN generators add
-    g.generate_with_codes(count=int32, seed=int64, categorical=int32 [count],
+    g.generate_with_codes(count, seed, categorical=int32 [count],
                           continuous=float32 [count, cont_codes]) -> {"images", "class_ids"}
         z drawn from `seed` as in generate; the codes chosen, to see what each one controls.
+    Signatures (TF Serving, saved_model_cli, TFLite, keras.layers.TFSMLayer): "serving_default"
+    (= generate with int32 count, int64 seed, int32 class_id), "generate_from_latent" and, for
+    InfoGAN, "generate_with_codes" (int32 count, int64 seed), with the outputs above.
 
     d = tf.saved_model.load("OUT/discriminator")
     d.score(images=uint8 [N, H, W, C], class_ids=int32 [N]) -> {"realness": float32 [N], ...}
     d.score_float(images=float32 [-1, 1] [N, H, W, C], class_ids=int32 [N]) -> the same
         Conditional discriminators add "class_logits" [N, K]: the realness of x under each class.
+    Signature "serving_default" = score.
+
+Both hold inference graphs: float32 copies of the networks in stock Keras layers (whatever
+precision and layers trained them), batch norm with its moving statistics.
 
 Every write is atomic: a SavedModel is written to a temporary sibling and renamed into place, and
 metadata.json (the "this export is complete" marker) is replaced last.
@@ -26,12 +39,14 @@ metadata.json (the "this export is complete" marker) is replaced last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from keras_ganaug import __version__
@@ -40,45 +55,128 @@ from keras_ganaug.errors import UserError
 from keras_ganaug.files import write_json_atomic
 
 METADATA_FILE = "metadata.json"
-FORMAT_VERSION = 1
+# 2: signatures, int32/int64 arguments, float32 stock-layer graphs, and latent_size (the width of
+# generate_from_latent's latent) without the class part of conditional GANs. Readers of format 1
+# read format 2 unchanged: generate and score kept their names, arguments and outputs.
+FORMAT_VERSION = 2
+INT_DTYPES = (tf.int32, tf.int64)
+CANONICAL_INT_DTYPES = {"count": tf.int32, "seed": tf.int64, "class_id": tf.int32}
+GENERATE_INTS = ("count", "seed", "class_id")
+CODES_INTS = ("count", "seed")  # generate_with_codes' integer scalars
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """A float32 copy of a functional `model` in stock Keras layers, with its weights.
+
+    What an export should hold: the training networks may compute in 16 bits (TFLite cannot
+    convert bfloat16 matmuls, and the images would depend on the training machine) and use
+    fast_layers' custom gradients (saved as functions TensorFlow warns about on every load).
+    The weights are float32 under every precision policy, so they copy over exactly.
+    """
+
+    def stock_float32(layer):
+        cls = type(layer)
+        while cls.__module__.startswith("keras_ganaug."):  # fast_layers extend the stock layers
+            cls = cls.__base__
+        return cls.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=stock_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _inference_network(module: tf.Module, model: keras.Model) -> keras.Model:
+    """An inference_copy of `model` whose variables `module` saves, rather than the Keras model.
+
+    TFLite's converter freezes plain tf.Variables into constants but left Keras 3's (reached
+    through a Keras model or keras.Variable) as uninitialised resource variables: garbage images.
+    """
+    network = inference_copy(model)
+    module.network_variables = [variable.value for variable in network.variables]
+    return network
+
+
+def _int_specs(names: tuple[str, ...], dtypes=None) -> list[tf.TensorSpec]:
+    """Scalar integer specs named `names`; dtypes None = the canonical ones signatures show."""
+    dtypes = dtypes or [CANONICAL_INT_DTYPES[name] for name in names]
+    return [tf.TensorSpec((), dtype, name=name) for name, dtype in zip(names, dtypes, strict=True)]
+
+
+def _trace_any_int(function, names: tuple[str, ...], *others: tf.TensorSpec) -> None:
+    """Trace `function` for every int32/int64 mix of its leading scalar arguments `names`.
+
+    A loaded SavedModel calls the trace that matches its arguments' dtypes, converting Python
+    ints; every trace casts first, so the same values give the same images whatever the dtypes.
+    """
+    for dtypes in itertools.product(INT_DTYPES, repeat=len(names)):
+        function.get_concrete_function(*_int_specs(names, dtypes), *others)
+
+
+def _code_specs(cont_codes: int) -> list[tf.TensorSpec]:
+    return [tf.TensorSpec((None,), tf.int32, name="categorical"),
+            tf.TensorSpec((None, cont_codes), tf.float32, name="continuous")]
+
+
+def _metadata_endpoint(metadata: dict):
+    """metadata() -> the JSON of metadata.json as a scalar string: the export describes itself."""
+    text = json.dumps(metadata, sort_keys=True)
+
+    def metadata_json():
+        return tf.constant(text)
+
+    return tf.function(metadata_json, input_signature=[])
+
+
+def _cast_ints(count, seed):
+    return tf.cast(count, tf.int32), tf.cast(seed, tf.int64)
 
 
 class GeneratorModule(tf.Module):
-    """The exported generator: sampling endpoints around the (EMA) generator network."""
+    """The exported generator: sampling endpoints around a float32 copy of the (EMA) generator."""
 
     def __init__(self, gan, metadata: dict):
         super().__init__(name="generator")
-        self.network = gan.sampling_generator
-        self._gan = gan
-        self._metadata_json = json.dumps(metadata, sort_keys=True)
-        latent_size = gan.generator_input_dim
-        self.generate = tf.function(self._generate, input_signature=[
-            tf.TensorSpec((), tf.int32, name="count"), tf.TensorSpec((), tf.int64, name="seed"),
-            tf.TensorSpec((), tf.int32, name="class_id")])
-        self.generate_from_latent = tf.function(self._generate_from_latent, input_signature=[
-            tf.TensorSpec((None, latent_size), tf.float32, name="latent"),
+        network = _inference_network(self, gan.sampling_generator)
+
+        # gan and network are held by these closures only, not as attributes: the gan's training
+        # state (discriminator, optimizers, training networks) stays out of the SavedModel.
+        def images(inputs, class_ids):
+            return {"images": to_uint8(network(inputs, training=False)), "class_ids": class_ids}
+
+        def generate(count, seed, class_id):
+            return images(*gan.seeded_inputs(*_cast_ints(count, seed), tf.cast(class_id, tf.int32)))
+
+        def generate_from_latent(latent, class_ids):
+            return images(*gan.latent_inputs(latent, class_ids))
+
+        def generate_with_codes(count, seed, categorical, continuous):
+            count, seed = _cast_ints(count, seed)
+            class_ids = tf.fill((count,), tf.constant(gan.trained_class, tf.int32))
+            return images(gan.coded_inputs(count, seed, categorical, continuous), class_ids)
+
+        self.generate = tf.function(generate)
+        _trace_any_int(self.generate, GENERATE_INTS)
+        # Also an attribute: keras.layers.TFSMLayer(path, call_endpoint="serving_default") looks
+        # for one first, and SignatureDef functions take keyword arguments only, which it cannot pass.
+        self.serving_default = self.generate
+        self.generate_from_latent = tf.function(generate_from_latent, input_signature=[
+            tf.TensorSpec((None, gan.latent_size), tf.float32, name="latent"),
             tf.TensorSpec((None,), tf.int32, name="class_ids")])
-        self.metadata = tf.function(self._metadata, input_signature=[])
+        self.metadata = _metadata_endpoint(metadata)
+        self._cont_codes = getattr(gan, "cont_codes", None)
         if hasattr(gan, "coded_inputs"):  # InfoGAN: sample with chosen latent codes
-            self.generate_with_codes = tf.function(self._generate_with_codes, input_signature=[
-                tf.TensorSpec((), tf.int32, name="count"), tf.TensorSpec((), tf.int64, name="seed"),
-                tf.TensorSpec((None,), tf.int32, name="categorical"),
-                tf.TensorSpec((None, gan.cont_codes), tf.float32, name="continuous")])
+            self.generate_with_codes = tf.function(generate_with_codes)
+            _trace_any_int(self.generate_with_codes, CODES_INTS, *_code_specs(gan.cont_codes))
 
-    def _generate(self, count, seed, class_id):
-        inputs, class_ids = self._gan.seeded_inputs(count, seed, class_id)
-        return {"images": to_uint8(self.network(inputs, training=False)), "class_ids": class_ids}
-
-    def _generate_with_codes(self, count, seed, categorical, continuous):
-        inputs = self._gan.coded_inputs(count, seed, categorical, continuous)
-        class_ids = tf.fill((count,), tf.constant(self._gan.trained_class, tf.int32))
-        return {"images": to_uint8(self.network(inputs, training=False)), "class_ids": class_ids}
-
-    def _generate_from_latent(self, latent, class_ids):
-        return {"images": to_uint8(self.network(latent, training=False))}
-
-    def _metadata(self):
-        return tf.constant(self._metadata_json)
+    def serving_signatures(self) -> dict:
+        """The SignatureDefs to save (TF Serving, saved_model_cli, TFLite, TFSMLayer)."""
+        signatures = {
+            "serving_default": self.generate.get_concrete_function(*_int_specs(GENERATE_INTS)),
+            "generate_from_latent": self.generate_from_latent.get_concrete_function()}
+        if hasattr(self, "generate_with_codes"):
+            signatures["generate_with_codes"] = self.generate_with_codes.get_concrete_function(
+                *_int_specs(CODES_INTS), *_code_specs(self._cont_codes))
+        return signatures
 
 
 class DiscriminatorModule(tf.Module):
@@ -86,32 +184,35 @@ class DiscriminatorModule(tf.Module):
 
     def __init__(self, gan, metadata: dict):
         super().__init__(name="discriminator")
-        self.network = gan.discriminator
-        self._conditional = gan.conditional
-        self._num_classes = gan.num_classes
+        network = _inference_network(self, gan.discriminator)
+
+        def realness(images, class_ids):
+            inputs = [images, class_ids] if gan.conditional else images
+            return tf.reshape(network(inputs, training=False)["score"], [-1])
+
+        def score_float(images, class_ids):
+            out = {"realness": realness(images, class_ids)}
+            if gan.conditional:
+                per_class = [realness(images, tf.fill(tf.shape(class_ids), c))
+                             for c in range(gan.num_classes)]
+                out["class_logits"] = tf.stack(per_class, axis=1)
+            return out
+
+        def score(images, class_ids):
+            return score_float(to_float(images), class_ids)
+
         size, channels = gan.image_size, gan.channels
         ids = tf.TensorSpec((None,), tf.int32, name="class_ids")
-        self.score = tf.function(self._score_uint8, input_signature=[
+        self.score = tf.function(score, input_signature=[
             tf.TensorSpec((None, size, size, channels), tf.uint8, name="images"), ids])
-        self.score_float = tf.function(self._score, input_signature=[
+        self.score_float = tf.function(score_float, input_signature=[
             tf.TensorSpec((None, size, size, channels), tf.float32, name="images"), ids])
-        self._metadata_json = json.dumps(metadata, sort_keys=True)
-        self.metadata = tf.function(lambda: tf.constant(self._metadata_json), input_signature=[])
+        self.serving_default = self.score  # for TFSMLayer, as the generator's
+        self.metadata = _metadata_endpoint(metadata)
 
-    def _realness(self, images, class_ids):
-        inputs = [images, class_ids] if self._conditional else images
-        return tf.reshape(tf.cast(self.network(inputs, training=False)["score"], tf.float32), [-1])
-
-    def _score(self, images, class_ids):
-        out = {"realness": self._realness(images, class_ids)}
-        if self._conditional:
-            per_class = [self._realness(images, tf.fill(tf.shape(class_ids), c))
-                         for c in range(self._num_classes)]
-            out["class_logits"] = tf.stack(per_class, axis=1)
-        return out
-
-    def _score_uint8(self, images, class_ids):
-        return self._score(to_float(images), class_ids)
+    def serving_signatures(self) -> dict:
+        """The SignatureDefs to save: serving_default scores uint8 images."""
+        return {"serving_default": self.score.get_concrete_function()}
 
 
 def _install(staging: Path, out_dir: Path, names: tuple[str, ...], metadata: dict) -> None:
@@ -143,22 +244,30 @@ def _install(staging: Path, out_dir: Path, names: tuple[str, ...], metadata: dic
             shutil.rmtree(old, ignore_errors=True)
 
 
-def export_gan(gan, out_dir: str | os.PathLike, metadata: dict) -> Path:
-    """Write OUT/generator, OUT/discriminator and OUT/metadata.json; returns OUT."""
+def export_gan(gan, out_dir: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write OUT/generator, OUT/discriminator and OUT/metadata.json; returns OUT.
+
+    `metadata`: what the GAN cannot know (class_names, trained_class, data, seed...); the GAN's own
+    settings and the format version are added.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metadata = {**metadata, "format_version": FORMAT_VERSION, "package_version": __version__,
+    metadata = {"trained_class_id": None if gan.conditional else gan.trained_class,
+                "precision": gan.generator.dtype_policy.name,  # of the training, not the export
+                **(metadata or {}), "format_version": FORMAT_VERSION, "package_version": __version__,
                 "gan_type": gan.gan_type, "conditional": gan.conditional,
                 "image_size": gan.image_size, "channels": gan.channels,
-                "latent_size": gan.generator_input_dim, "latent_dim": gan.latent_dim,
+                "latent_size": gan.latent_size, "latent_dim": gan.latent_dim,
                 "num_classes": gan.num_classes, "ema": gan.ema_generator is not None,
                 **gan.export_info()}
     for stale in out_dir.glob(".export-*"):  # left by a run killed mid-export
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
-        tf.saved_model.save(GeneratorModule(gan, metadata), str(staging / "generator"))
-        tf.saved_model.save(DiscriminatorModule(gan, metadata), str(staging / "discriminator"))
+        for name, module_type in (("generator", GeneratorModule),
+                                  ("discriminator", DiscriminatorModule)):
+            module = module_type(gan, metadata)
+            tf.saved_model.save(module, str(staging / name), signatures=module.serving_signatures())
         _install(staging, out_dir, ("generator", "discriminator"), metadata)
     except OSError as err:
         raise UserError(f"{out_dir}: could not write the export ({err.strerror or err}); "
@@ -177,9 +286,14 @@ def load_metadata(path: str | os.PathLike) -> dict:
     for candidate in candidates:
         if candidate.is_file():
             try:
-                return json.loads(candidate.read_text())
+                metadata = json.loads(candidate.read_text())
             except json.JSONDecodeError as err:
                 raise UserError(f"{candidate}: metadata is not valid JSON ({err})") from err
+            version = metadata.get("format_version", 1)  # format 1 exports before it was written
+            if isinstance(version, int) and version > FORMAT_VERSION:
+                raise UserError(f"{candidate}: export format {version} is newer than this "
+                                f"keras-ganaug reads (up to {FORMAT_VERSION}); upgrade it")
+            return metadata
     raise UserError(f"{path}: not a keras-ganaug export (no {METADATA_FILE}); expected the "
                     f"folder written by train_gan.py or its generator/ subfolder")
 

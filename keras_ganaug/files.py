@@ -1,14 +1,22 @@
-"""Writes that are never half done, and the one check that an output folder can be written."""
+"""Writes that are never half done, the one check that an output folder can be written, and the
+staging folder through which --overwrite replaces a run all at once."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from keras_ganaug.errors import UserError
+
+T = TypeVar("T")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -40,3 +48,53 @@ def ensure_writable(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+
+
+def stage_replacement(out: Path) -> Path:
+    """A new empty sibling folder for the run that replaces `out` (--overwrite): it is written
+    there and swapped in by `finish_in` once finished, so a run that fails or is killed
+    halfway leaves `out` as it was. Staging folders of earlier killed runs are removed first."""
+    out = Path(out)
+    for stale in out.parent.glob(f".{out.name}.overwrite-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.overwrite-", dir=out.parent))
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create a staging folder next to it for --overwrite "
+                        f"({err.strerror or err})") from err
+    ensure_writable(stage)
+    return stage
+
+
+def finish_in(work: Path, out: Path, write: Callable[[], T]) -> T:
+    """Return write(), which fills `work`: `out` itself, or a staging folder of `out` (see
+    `stage_replacement`), swapped into `out`'s place once write() succeeded and deleted if it
+    failed, so the run it was to replace stays as it was."""
+    if Path(work) == Path(out):
+        return write()
+    try:
+        result = write()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _exchange(Path(work), Path(out))
+    shutil.rmtree(work, ignore_errors=True)  # now the replaced run
+    return result
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders: in one atomic step on Linux (renameat2 RENAME_EXCHANGE), elsewhere by
+    three renames (a kill between them leaves the old run under a hidden .old- name)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # unsupported: fall back
+            raise OSError(code, os.strerror(code), str(b))
+    aside = b.with_name(f".{b.name}.old-{os.getpid()}")
+    os.replace(b, aside)
+    os.replace(a, b)
+    os.replace(aside, a)

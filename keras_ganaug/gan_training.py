@@ -13,7 +13,7 @@ import numpy as np
 from keras_ganaug import data as data_lib
 from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import ensure_writable
+from keras_ganaug.files import ensure_writable, finish_in, stage_replacement
 
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
@@ -52,6 +52,7 @@ class GANConfig:
     out: str | None = None
     sample_every: int | None = None  # None = about ten grids per run
     snapshot_every: int = 0
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
     resize: str = "crop"
     skip_bad_images: bool = False
     overwrite: bool = False
@@ -71,8 +72,9 @@ def default_out(config: GANConfig, class_name: str) -> Path:
     return Path("saved_models") / f"{config.gan}_{class_name}_n{n}"
 
 
-def _check_out(out: Path, config: GANConfig) -> None:
-    """Refuse to clobber a finished run, or to mix a resumed run with different flags."""
+def _check_out(out: Path, config: GANConfig) -> Path:
+    """Refuse to clobber a finished run, or to mix a resumed run with different flags; returns
+    the folder to write in: `out`, or the staging folder of an --overwrite that replaces a run."""
     finished = (out / FINISHED_MARKER).is_file()
     started = (out / "run_config.json").is_file()
     if config.resume:
@@ -90,7 +92,10 @@ def _check_out(out: Path, config: GANConfig) -> None:
         what = "a finished run" if finished else "an unfinished run (pass --resume to continue it)"
         raise UserError(f"--out {out}: already holds {what}; pass --overwrite to replace it or "
                         f"choose another --out")
+    elif finished or started:
+        return stage_replacement(out)
     ensure_writable(out)
+    return out
 
 
 @dataclass
@@ -158,35 +163,55 @@ def training_schedule(config: GANConfig, n_images: int, d_steps: int) -> dict:
     if config.kimg is None:
         batch_size = min(config.batch_size, n_images)
         return {"batch_size": batch_size, "steps_per_epoch": n_images // batch_size,
-                "epochs": config.epochs, "repeat": False}
+                "epochs": config.epochs}
     batch_size = config.batch_size
     steps_per_epoch = max(1, math.ceil(n_images / batch_size))
     total_steps = max(1, math.ceil(config.kimg * 1000 / (batch_size * d_steps)))
     return {"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
-            "epochs": math.ceil(total_steps / steps_per_epoch), "repeat": True}
+            "epochs": math.ceil(total_steps / steps_per_epoch)}
 
 
-def class_balanced_dataset(images_uint8, labels, batch_size: int, seed: int):
-    """Endless real batches in which every class is equally likely, for conditional GANs.
+def real_batches(images_uint8, labels, batch_size: int, steps_per_epoch: int, seed: int,
+                 first_epoch: int = 0, skip_steps: int = 0):
+    """Endless batches of (float images, labels), epoch after epoch from `first_epoch`, less the
+    first `skip_steps` batches; an epoch is `steps_per_epoch` batches (with --kimg they may hold
+    more images than the set: its images then repeat within the epoch).
 
-    With 10 malignant among 1400 benign images, plain batches show the minority class once every
-    few steps, so the generator hardly learns it: the class a user wants. Each class is its own
-    shuffled, repeated stream, sampled uniformly (the minority images repeat more often, which is
-    what --augment diffaugment/ada is for). Fit with steps_per_epoch = images // batch_size.
+    Epoch e's batches are a pure function of (seed, e), not of a shuffle state: a resumed run
+    sees, from its checkpoint on, the batches the uninterrupted run saw. Every class is equally
+    likely (with 10 malignant among 1400 benign images, plain batches would show the minority
+    once every few steps and a conditional generator hardly learn it); each class is drawn from
+    shuffled passes over its own images, so minority images repeat more often (which is what
+    --augment diffaugment/ada is for). With one class an epoch is one shuffled pass.
     """
-    import numpy as np
     import tensorflow as tf
 
-    streams = []
-    for class_id in np.unique(labels):
-        mask = labels == class_id
-        stream = tf.data.Dataset.from_tensor_slices((images_uint8[mask],
-                                                     labels[mask].astype(np.int32)))
-        streams.append(stream.shuffle(int(mask.sum()), seed=seed + int(class_id),
-                                      reshuffle_each_iteration=True).repeat())
-    dataset = tf.data.Dataset.sample_from_datasets(streams, seed=seed)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda x, y: (data_lib.to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    per_epoch = steps_per_epoch * batch_size
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    # Class c's images, as a stream of shuffled passes long enough for a whole epoch of draws.
+    passes = [-(-per_epoch // len(m)) for m in members]
+    offsets = tf.constant(np.cumsum([0] + [p * len(m) for p, m in zip(passes, members,
+                                                                      strict=True)])[:-1])
+    images = tf.constant(images_uint8)
+    label_ids = tf.constant(labels.astype(np.int32))
+
+    def epoch_indices(epoch):
+        classes = tf.random.stateless_uniform([per_epoch], data_lib.epoch_seed(seed, epoch),
+                                              maxval=len(members), dtype=tf.int64)
+        streams = tf.concat([
+            tf.gather(m, tf.reshape(data_lib.permutations(data_lib.epoch_seed(seed, epoch, c),
+                                                          p, len(m)), [-1]))
+            for c, (m, p) in enumerate(zip(members, passes, strict=True))], axis=0)
+        # Each draw takes the next unused image of its class's stream.
+        one_hot = tf.one_hot(classes, len(members), dtype=tf.int64)
+        rank = tf.reduce_sum((tf.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)
+        return tf.data.Dataset.from_tensor_slices(
+            tf.gather(streams, tf.gather(offsets, classes) + rank))
+
+    dataset = tf.data.Dataset.counter(first_epoch).flat_map(epoch_indices)
+    dataset = dataset.skip(skip_steps * batch_size).batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda i: (data_lib.to_float(tf.gather(images, i)),
+                                     tf.gather(label_ids, i)), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -199,7 +224,7 @@ def run(config: GANConfig) -> dict:
         raise UserError(f"--kimg {config.kimg}: expected a positive number of thousands of images")
     data = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, data.class_name)
-    _check_out(out, config)
+    work = _check_out(out, config)
     report = data.report
     if report.skipped and config.verbose:
         print(f"skipped {len(report.skipped)} unreadable images (--skip-bad-images), e.g. "
@@ -207,16 +232,22 @@ def run(config: GANConfig) -> dict:
     if report.converted_modes and config.verbose:
         modes = ", ".join(f"{n} {mode}" for mode, n in sorted(report.converted_modes.items()))
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
-    (out / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
-    data_lib.write_file_list(out / "training_files.json", data.images, config.seed, config.n_real,
-                             data.class_name,
-                             extra={"val_fraction": config.val_fraction,
-                                    "held_out_files": list(data.held_out.files),
-                                    "dropped_test_duplicates": data.dropped_test_duplicates})
-    return _train_and_export(config, gan_type, data, out)
+
+    def write():
+        (work / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
+        data_lib.write_file_list(work / "training_files.json", data.images, config.seed,
+                                 config.n_real, data.class_name,
+                                 extra={"val_fraction": config.val_fraction,
+                                        "held_out_files": list(data.held_out.files),
+                                        "dropped_test_duplicates": data.dropped_test_duplicates})
+        return _train_and_export(config, gan_type, data, work, out)
+
+    return finish_in(work, out, write)
 
 
-def _train_and_export(config, gan_type, data: TrainingSet, out):
+def _train_and_export(config, gan_type, data: TrainingSet, out, final):
+    """Train (or go on from the checkpoint) and export into `out`; `final` is where the run
+    will be found: `out`, or the folder an --overwrite staged in `out` is to replace."""
     import keras
 
     from keras_ganaug import callbacks as cb
@@ -230,14 +261,6 @@ def _train_and_export(config, gan_type, data: TrainingSet, out):
     schedule = training_schedule(config, len(arrays), d_steps)
     batch_size, epochs = schedule["batch_size"], schedule["epochs"]
     steps_per_epoch = schedule["steps_per_epoch"]
-    # A finite dataset is re-iterated each epoch by fit; an endless one needs the step count.
-    fit_steps = steps_per_epoch if schedule["repeat"] or gan_type.conditional else None
-    if gan_type.conditional:
-        dataset = class_balanced_dataset(arrays, labels, batch_size, config.seed)
-    else:
-        dataset = data_lib.make_dataset(arrays, labels, batch_size, shuffle=True,
-                                        seed=config.seed, drop_remainder=True,
-                                        repeat=schedule["repeat"])
     precision = runtime.choose_precision(config.precision)
     strategy = runtime.choose_strategy(config.strategy)
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
@@ -253,7 +276,8 @@ def _train_and_export(config, gan_type, data: TrainingSet, out):
             runtime.synchronize_batch_norm(gan)
         gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
-    initial_epoch = cb.GANCheckpoint.restore(gan, checkpoints) if config.resume else 0
+    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every)
+    initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
     cb.trim_history(out / "history.csv", initial_epoch)
     steps = epochs * steps_per_epoch
     metadata = {
@@ -272,10 +296,11 @@ def _train_and_export(config, gan_type, data: TrainingSet, out):
     }
     sample_every = config.sample_every or max(1, epochs // 10)
     grids = cb.SampleGrid(out / "samples", sample_every)
+    grids.set_model(gan)  # fit sets it too, but a run resumed after its last step fits nothing
     nan_guard = cb.StopOnNaN()
+    history_log = keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0)
     callbacks = [
-        grids, nan_guard, cb.GANCheckpoint(checkpoints),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
+        grids, nan_guard, checkpoint, history_log,
         cb.PeriodicExport(out / "snapshots", config.snapshot_every, metadata),
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
     ]
@@ -286,28 +311,45 @@ def _train_and_export(config, gan_type, data: TrainingSet, out):
                   else f"{epochs} epochs")
         print(f"{gan_type.gan_type}: {len(arrays)} images of {class_name!r} "
               f"({config.image_size} px, batch {batch_size}, {steps} steps, {budget}; "
-              f"{len(data.held_out.files)} held out for validation) -> {out}")
+              f"{len(data.held_out.files)} held out for validation) -> {final}")
     start = time.perf_counter()
-    history = gan.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=fit_steps, callbacks=callbacks,
-                      verbose=config.verbose, shuffle=False)
+    # A checkpoint from the middle of an epoch: that epoch's remaining steps in a fit of their
+    # own, then whole epochs; the batches come from real_batches at the checkpoint's position.
+    segments = [(initial_epoch, initial_epoch + 1, initial_step)] if initial_step else []
+    segments.append((initial_epoch + bool(initial_step), epochs, 0))
+    logs = {}
+    for first, last, skip in segments:
+        if first >= last or nan_guard.bad is not None:
+            continue
+        dataset = real_batches(arrays, labels, batch_size, steps_per_epoch, config.seed, first,
+                               skip)
+        history = gan.fit(dataset, epochs=last, initial_epoch=first,
+                          steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks,
+                          verbose=config.verbose, shuffle=False)
+        logs.update({k: float(v[-1]) for k, v in history.history.items() if v})
+        history_log.append = True  # the next fit goes on in the same history.csv
     seconds = time.perf_counter() - start
     if nan_guard.bad is not None:
         epoch, name = nan_guard.bad
+        if out != final:  # the staging folder goes; the run it was to replace stays
+            raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; --out "
+                            f"{final} was left as it was; lower the learning rate or try "
+                            f"--augment diffaugment")
+        good_epoch, good_step = divmod(checkpoint.saved_step, steps_per_epoch)
+        at = f"epoch {good_epoch}" + (f", step {good_step}" if good_step else "")
         raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; the last good "
-                        f"checkpoint (epoch {epoch - 1}) is kept in {checkpoints}; lower the "
-                        f"learning rate or try --augment diffaugment, then --resume")
-    trained_steps = (epochs - initial_epoch) * steps_per_epoch
+                        f"checkpoint ({at}) is kept in {checkpoints}; lower the learning rate or "
+                        f"try --augment diffaugment, then --resume")
+    trained_steps = epochs * steps_per_epoch - (initial_epoch * steps_per_epoch + initial_step)
     export_gan(gan, out, {**metadata, "epochs_trained": epochs})
     grids.write("final")
     if hasattr(gan, "write_code_sweep"):
         gan.write_code_sweep(out / "samples" / "codes.png")
     if (out / "history.csv").is_file():
         cb.plot_history(out / "history.csv", out / "loss_curves.png")
-    final_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-    return {"out": str(out), "generator": str(out / "generator"), "epochs": epochs,
+    return {"out": str(final), "generator": str(final / "generator"), "epochs": epochs,
             "steps": steps, "kimg": metadata["kimg"],
             "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
             "images_per_second": (trained_steps * batch_size / seconds
-                                  if seconds > 0 and trained_steps else None),
-            "final_logs": final_logs}
+                                  if seconds > 0 and trained_steps > 0 else None),
+            "final_logs": logs}

@@ -469,6 +469,9 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
               "`method@ratio` for methods that add images. Bold: a GAN arm ahead of every "
               "declared non-GAN baseline at that N, Holm-adjusted paired interval excluding 0.",
               ""]
+    if "code" in results and results["code"].nunique() > 1:
+        versions = ", ".join(f"{v} ({n} cells)" for v, n in results["code"].value_counts().items())
+        lines += [f"Note: the cells were made by more than one code version: {versions}.", ""]
     isolation = _isolation(results)
     if isolation:
         lines += [isolation, ""]

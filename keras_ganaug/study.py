@@ -584,6 +584,7 @@ class Study:
         self.features = None  # FeatureSpace, built when the first generator is measured
         self.leaked_test_files = leaked_test_files or set()
         self.leak_free_test = None  # (images, labels, keep mask), loaded on first need
+        self.code = code_version()  # recorded in every cell: a resumed grid may mix versions
 
     def other_class_generators(self, cell: Cell, minority: str) -> list[str]:
         """+all-classes with an unconditional GAN: one generator per other class, trained on all
@@ -669,6 +670,7 @@ class Study:
         row["n_minority"] = (metrics.get("train_counts", {}).get("real", {}).get(minority, 0)
                              + metrics.get("val_counts", {}).get(minority, 0))
         row["cell_seconds"] = time.perf_counter() - started
+        row["code"] = self.code
         write_json(self.out / "cells" / f"{cell.cell_id}.json", row)
         return row
 
@@ -748,7 +750,7 @@ def check_config(config: StudyConfig) -> None:
 
 
 def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, seconds: float,
-                      outcome: dict) -> None:
+                      outcome: dict, code: str) -> None:
     """OUT/study.json (the settings) and OUT/invocations/<time>-<pid>.json (this run's command,
     shard and wall time): one file per run, so shards finishing together lose nothing."""
     config_dict = {k: v for k, v in asdict(config).items() if k not in ("shard", "verbose")}
@@ -760,7 +762,7 @@ def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, se
     write_json(out / "invocations" / f"{stamp}-{os.getpid()}-{time.time_ns()}.json",
                {"command": "python -m keras_ganaug.study " + shlex.join(argv or []),
                 "shard": list(config.shard), "wall_seconds": round(seconds, 1),
-                "finished": stamp, "code": code_version(), **outcome})
+                "finished": stamp, "code": code, **outcome})
 
 
 def code_version() -> str:
@@ -804,12 +806,13 @@ def run_study(config: StudyConfig, argv: list[str] | None = None) -> dict:
     check_same_grid(out, config)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    code = code_version()  # read now: the checkout may change while a long grid runs
     # Before the grid: which test images are (near-)copies of training images, so every cell can
     # also be measured without them; again after it, with every generator's recorded hashes.
     outcome = Study(config, leaked_test_files(write_leakage(config, out))).run()
     write_results(out)
     write_leakage(config, out)
-    record_invocation(out, config, argv, time.perf_counter() - started, outcome)
+    record_invocation(out, config, argv, time.perf_counter() - started, outcome, code)
     from keras_ganaug.report import write_report
 
     write_report(out)

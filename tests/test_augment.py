@@ -52,7 +52,8 @@ def test_superpixel_map_in_tf_data_is_seeded():
     images = np.stack([_image(seed=s) for s in range(4)])
 
     def run(seed):
-        ds = tf.data.Dataset.from_tensor_slices((images, np.arange(4)))
+        ds = tf.data.Dataset.from_tensor_slices((images, np.arange(4), np.zeros(4, np.int64),
+                                                 np.arange(4, dtype=np.int64)))
         ds = ds.map(superpixel_map(0.5, 32, seed))
         return np.stack([x.numpy() for x, _ in ds])
 

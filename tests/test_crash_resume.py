@@ -1,7 +1,10 @@
-"""Crash safety: a run killed at any point resumes to the right epoch count and a complete export.
+"""Exact resume: a run killed at any point and resumed ends where an uninterrupted run ends.
 
-train_gan.py is killed with SIGKILL (no cleanup runs) mid-epoch and mid-export; train_classifier.py
-is interrupted between epochs in-process. Each then finishes with --resume.
+Values, not counts: the resumed GAN's exported images and weights, the resumed classifier's
+metrics.json numbers and a resumed study's results.csv equal the uninterrupted run's bit for bit
+on CPU. train_gan.py is SIGKILLed (no cleanup runs) at chosen points through KILL_AT, which wraps
+the code it kills in; train_classifier.py and the study are interrupted in-process. --overwrite
+that fails halfway leaves the run it was to replace byte-identical.
 """
 
 from __future__ import annotations
@@ -11,93 +14,141 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from fault_fixtures import assert_user_error, call
+from fault_fixtures import assert_user_error, call, snapshot
 
 import train_classifier
 import train_gan
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO
 
-GAN_FLAGS = ("--class", "benign", "--image-size", "32", "--width", "8", "--latent-dim", "16",
-             "--batch-size", "4", "--quiet")
+# 16 images, batch 4: 4 steps an epoch, 12 in all; a mid-epoch checkpoint every 3 steps.
+GAN_FLAGS = ("--class", "benign", "--n-real", "16", "--image-size", "32", "--width", "8",
+             "--latent-dim", "16", "--batch-size", "4", "--epochs", "3", "--checkpoint-every",
+             "3", "--quiet")
 
-FRESH_LOAD = """
-import json, sys
-import numpy as np, tensorflow as tf
-assert "keras_ganaug" not in sys.modules
-g = tf.saved_model.load(sys.argv[1] + "/generator")
-d = tf.saved_model.load(sys.argv[1] + "/discriminator")
-args = dict(count=tf.constant(4), seed=tf.constant(0, tf.int64), class_id=tf.constant(-1))
-a, b = g.generate(**args)["images"], g.generate(**args)["images"]
-realness = d.score(images=a, class_ids=tf.zeros(4, tf.int32))["realness"]
-print(json.dumps({"shape": list(a.shape), "same_seed_equal": bool(np.array_equal(a, b)),
-                  "finite_scores": int(np.isfinite(realness.numpy()).sum()),
-                  "epochs_trained": json.loads(g.metadata().numpy())["epochs_trained"]}))
+# python -c KILL_AT POINT N ARGS...: train_gan.py ARGS, SIGKILLed at
+#   step N     right after global step N (and its checkpoint, if one is due) is done
+#   commit N   in the N-th checkpoint, its weights written but not committed by last.json
+#   export N   once N SavedModels are written (1: the generator, not yet the discriminator)
+KILL_AT = """
+import os, signal, sys
+import tensorflow as tf
+import keras_ganaug.callbacks as cb, keras_ganaug.checkpoints as ck
+point, at = sys.argv[1], int(sys.argv[2])
+calls = []
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def after(original, done):
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if done(*args):
+            die()
+        return result
+    return wrapper
+
+if point == "step":
+    cb.GANCheckpoint.on_train_batch_end = after(
+        cb.GANCheckpoint.on_train_batch_end, lambda self, *_: int(self.model.g_steps.numpy()) == at)
+elif point == "commit":
+    commit = ck.write_json_atomic
+    def write(path, payload):
+        calls.append(path)
+        if len(calls) == at:
+            die()
+        commit(path, payload)
+    ck.write_json_atomic = write
+else:
+    tf.saved_model.save = after(tf.saved_model.save, lambda *_: calls.append(1) or len(calls) == at)
+import train_gan
+sys.exit(train_gan.main(sys.argv[3:]))
 """
 
-
-def start_gan(args: list[str], log: Path) -> subprocess.Popen:
+def killed_at(point: str, at: int, args: list[str], log: Path) -> None:
+    """Run train_gan.py ARGS in a fresh process that SIGKILLs itself at `point` `at`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     with open(log, "w") as stderr:
-        return subprocess.Popen([sys.executable, "train_gan.py", *args], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=stderr)
+        code = subprocess.run([sys.executable, "-c", KILL_AT, point, str(at), *args], cwd=REPO,
+                              env=env, stdout=subprocess.DEVNULL, stderr=stderr, timeout=600)
+    assert code.returncode == -signal.SIGKILL, f"not killed at {point} {at}:\n{log.read_text()[-3000:]}"
 
 
-def kill_when(proc: subprocess.Popen, ready, log: Path, timeout: float = 240) -> None:
-    """SIGKILL `proc` as soon as ready() is true; fail if it ends or times out first."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, f"finished before the kill point:\n{log.read_text()[-2000:]}"
-        assert time.monotonic() < deadline, "kill point never reached"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(30) == -signal.SIGKILL
+def checkpoint_position(out: Path) -> tuple[int, int]:
+    state = json.loads((out / "checkpoints" / "last.json").read_text())
+    return state["epoch"], state["step"]
 
 
-def checkpoint_epoch(out: Path) -> int:
-    try:
-        return json.loads((out / "checkpoints" / "last.json").read_text())["epoch"]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return 0
+def exported(out: Path) -> dict[str, np.ndarray]:
+    """generate(count=16, seed=7)'s images and every variable saved with both SavedModels."""
+    import tensorflow as tf
+
+    generator = tf.saved_model.load(str(out / "generator"))
+    values = {"images": generator.generate(count=tf.constant(16), seed=tf.constant(7, tf.int64),
+                                           class_id=tf.constant(-1))["images"].numpy()}
+    for name in ("generator", "discriminator"):
+        reader = tf.train.load_checkpoint(str(out / name / "variables" / "variables"))
+        for key in reader.get_variable_to_shape_map():
+            if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"):
+                values[f"{name}/{key}"] = reader.get_tensor(key)
+    return values
 
 
-def resume_and_check(args: list[str], out: Path, epochs: int, capsys) -> None:
-    """--resume exits 0 with `epochs` checkpointed and logged, and a complete, loadable export."""
+def checkpointed(out: Path) -> dict[str, np.ndarray]:
+    """Every array of the last checkpoint (networks, EMA, optimizers, ADA) and its random streams."""
+    import h5py
+
+    state = json.loads((out / "checkpoints" / "last.json").read_text())
+    values = {f"stream{i}": np.asarray(v) for i, v in enumerate(state["variables"])}
+    with h5py.File(out / "checkpoints" / state["weights"], "r") as weights:
+        weights.visititems(lambda name, item: values.__setitem__(name, item[()])
+                           if isinstance(item, h5py.Dataset) else None)
+    return values
+
+
+def assert_same_values(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(actual[key], value, err_msg=key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gan", [
+    ["--gan", "dcgan"], ["--gan", "wgan-gp", "--n-critic", "2", "--augment", "diffaugment"],
+], ids=["dcgan", "wgan-gp-diffaugment-ema"])
+def test_gan_killed_at_three_points_resumes_to_the_uninterrupted_run(gan, capsys, tmp_path,
+                                                                    demo_root):
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    args = ["--data", str(demo_root), *GAN_FLAGS, *gan]  # EMA on: the default
+    code, _, err = call(train_gan.main, [*args, "--out", reference], capsys)
+    assert code == 0, err[-3000:]
+    args += ["--out", str(out)]
+
+    # Mid-epoch: step 7 is lost, the checkpoint of step 6 (epoch 1, step 2) is where it goes on.
+    killed_at("step", 7, args, tmp_path / "log1")
+    assert checkpoint_position(out) == (1, 2)
+    # In the checkpoint write: resumed at step 6, its commits are step 8 (end of epoch 1) and 9.
+    killed_at("commit", 2, [*args, "--resume"], tmp_path / "log2")
+    assert checkpoint_position(out) == (2, 0)
+    assert len(list((out / "checkpoints").glob("*.weights.h5"))) == 2  # one written, not committed
+    # In the export: trained to the end, the generator saved, the discriminator not yet.
+    killed_at("export", 1, [*args, "--resume"], tmp_path / "log3")
+    assert checkpoint_position(out) == (3, 0) and not (out / "metadata.json").exists()
+    assert list(out.glob(".export-*")), "the staging folder of the killed export is left behind"
+
     code, _, err = call(train_gan.main, [*args, "--resume"], capsys)  # in-process: no TF start-up
     assert code == 0, err[-3000:]
-    assert checkpoint_epoch(out) == epochs
-    rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(row.split(",")[0]) for row in rows] == list(range(epochs))
+    assert_same_values(exported(out), exported(reference))
+    assert_same_values(checkpointed(out), checkpointed(reference))
+    assert (out / "history.csv").read_text() == (reference / "history.csv").read_text()
+    assert json.loads((out / "metadata.json").read_text())["epochs_trained"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "last.json", json.loads((out / "checkpoints" / "last.json").read_text())["weights"]]
     assert not list(out.glob(".export-*")) and not list(out.glob(".*.old-*"))
-    loaded = run_script("-c", FRESH_LOAD, str(out))
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == {
-        "shape": [4, 32, 32, 3], "same_seed_equal": True, "finite_scores": 4,
-        "epochs_trained": epochs}
-
-
-@pytest.mark.slow
-def test_gan_killed_mid_epoch_resumes_to_the_full_epoch_count(capsys, tmp_path, demo_root):
-    out = tmp_path / "run"
-    args = ["--data", str(demo_root), *GAN_FLAGS, "--epochs", "8", "--out", str(out)]
-    proc = start_gan(args, tmp_path / "log")
-    kill_when(proc, lambda: checkpoint_epoch(out) >= 2, tmp_path / "log")
-    killed_at = checkpoint_epoch(out)
-    assert 2 <= killed_at < 8 and not (out / "metadata.json").exists()
-    resume_and_check(args, out, 8, capsys)
-
-
-@pytest.mark.slow
-def test_gan_killed_mid_export_resumes_to_a_complete_export(capsys, tmp_path, demo_root):
-    out = tmp_path / "run"
-    args = ["--data", str(demo_root), *GAN_FLAGS, "--epochs", "2", "--out", str(out)]
-    proc = start_gan(args, tmp_path / "log")
-    kill_when(proc, lambda: out.is_dir() and any(out.glob(".export-*")), tmp_path / "log")
-    assert list(out.glob(".export-*")), "the staging folder of the killed export is left behind"
-    resume_and_check(args, out, 2, capsys)
 
 
 class InterruptAt:
@@ -124,45 +175,145 @@ class InterruptAt:
         return [*self.make_callbacks(*args, **kwargs), Interrupt()]
 
 
-def test_classifier_interrupted_resumes_to_the_full_epoch_count(capsys, monkeypatch, tmp_path,
-                                                                demo_root):
-    from keras_ganaug import classifier_training
+def comparable(metrics: dict) -> dict:
+    """metrics.json less what may differ between an interrupted and an uninterrupted run."""
+    return {k: v for k, v in metrics.items()
+            if k not in ("timings", "resumed_from_epoch", "config", "figures")}
 
+
+def test_classifier_interrupted_three_times_resumes_to_the_uninterrupted_run(
+        capsys, monkeypatch, tmp_path, demo_root):
+    from keras_ganaug import checkpoints, classifier_training
+
+    # simple-cnn has dropout; classic+superpixel draw per batch and per image.
+    flags = ["--data", str(demo_root), "--model", "simple-cnn", "--image-size", "32",
+             "--epochs", "6", "--patience", "2", "--batch-size", "16", "--n-real", "12",
+             "--augment", "classic+superpixel", "--quiet"]
+    code, _, err = call(train_classifier.main, [*flags, "--out", tmp_path / "reference"], capsys)
+    assert code == 0, err[-3000:]
+    expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    assert expected["epochs_run"] < 6  # early stopping decided the end: its record must carry
     out = tmp_path / "run"
-    args = ["--data", str(demo_root), "--model", "simple-cnn", "--image-size", "32",
-            "--epochs", "4", "--patience", "10", "--batch-size", "16", "--out", str(out),
-            "--quiet"]
+    args = [*flags, "--out", str(out)]
+
     monkeypatch.setattr(classifier_training, "make_callbacks",
                         InterruptAt(classifier_training.make_callbacks, 2))
     code, _, err = call(train_classifier.main, args, capsys)
     assert code == 130 and "--resume" in err
     assert json.loads((out / "backup" / "last.json").read_text())["epoch"] == 2
-    assert not (out / "metrics.json").exists()
     monkeypatch.undo()
 
-    code, _, err = call(train_classifier.main, [*args, "--overwrite"][:-1] + ["--seed", "1",
-                                                                            "--resume"], capsys)
+    code, _, err = call(train_classifier.main, [*args, "--seed", "1", "--resume"], capsys)
     assert_user_error(code, err, "--resume: --seed is 1", "used 0")
     code, _, err = call(train_classifier.main, args, capsys)
     assert_user_error(code, err, f"--out {out}", "unfinished run", "--resume")
 
-    # Interrupted again, after the last epoch: the next resume trains no epoch, only evaluates.
+    # In the backup write of epoch 3: its weights written, last.json not replaced.
+    real_commit = checkpoints.write_json_atomic
+
+    def interrupted_commit(path, payload):
+        if payload["epoch"] == 3:
+            raise KeyboardInterrupt
+        real_commit(path, payload)
+
+    monkeypatch.setattr(checkpoints, "write_json_atomic", interrupted_commit)
+    code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
+    assert code == 130
+    assert json.loads((out / "backup" / "last.json").read_text())["epoch"] == 2
+    monkeypatch.undo()
+
+    # Once training has ended: the next resume trains no epoch, only evaluates.
     monkeypatch.setattr(classifier_training, "make_callbacks",
                         InterruptAt(classifier_training.make_callbacks, None))
     code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
     assert code == 130
-    assert json.loads((out / "backup" / "last.json").read_text())["epoch"] == 4
+    assert json.loads((out / "backup" / "last.json").read_text())["epoch"] == expected["epochs_run"]
     monkeypatch.undo()
 
     code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
     assert code == 0, err[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == 4 and metrics["epochs_run"] == 4
-    assert len(metrics["history"]["val_loss"]) == 4
-    assert metrics["best_epoch"] == 1 + min(range(4), key=metrics["history"]["val_loss"].__getitem__)
-    rows = (out / "history.csv").read_text().strip().splitlines()[1:]
-    assert [int(row.split(",")[0]) for row in rows] == [0, 1, 2, 3]
+    assert metrics["resumed_from_epoch"] == expected["epochs_run"]
+    assert comparable(metrics) == comparable(expected)
+    assert (out / "history.csv").read_text() == (tmp_path / "reference" / "history.csv").read_text()
     assert not (out / "backup").exists()
 
     code, _, err = call(train_classifier.main, [*args, "--resume"], capsys)
     assert_user_error(code, err, "--resume", "finished run", "--overwrite")
+
+
+# results.csv columns that measure the machine, not the run (or say where a generator came from).
+NOT_RESULTS = ("generator_reused",)
+
+
+def results_without_timings(out: Path) -> pd.DataFrame:
+    frame = pd.read_csv(out / "results.csv")
+    return frame.drop(columns=[c for c in frame.columns
+                               if c.endswith(("_seconds", "images_per_second")) or c in NOT_RESULTS])
+
+
+@pytest.mark.slow
+def test_study_killed_in_a_gan_and_in_a_classifier_reruns_to_the_same_results(
+        monkeypatch, tmp_path, demo_root):
+    from keras_ganaug import callbacks, classifier_training, study
+
+    def config(out):
+        return study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],
+                                 methods=["dcgan"], seeds=1, model="simple-cnn",
+                                 image_size=32, epochs=2, gan_epochs=3, gan_batch_size=4,
+                                 quality=False, out=str(out), verbose=0)
+
+    study.run_study(config(tmp_path / "reference"))
+    out = tmp_path / "killed"
+    real_epoch_end = callbacks.GANCheckpoint.on_epoch_end
+
+    def killed_after_epoch_2(self, epoch, logs=None):
+        real_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.GANCheckpoint, "on_epoch_end", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):  # the GAN at epoch 2 of 3
+        study.run_study(config(out))
+    monkeypatch.undo()
+    monkeypatch.setattr(classifier_training, "make_callbacks",
+                        InterruptAt(classifier_training.make_callbacks, 1))
+    with pytest.raises(KeyboardInterrupt):  # the GAN resumed and done, its classifier halfway
+        study.run_study(config(out))
+    monkeypatch.undo()
+    assert study.run_study(config(out))["ran"] == 1
+    pd.testing.assert_frame_equal(results_without_timings(out),
+                                  results_without_timings(tmp_path / "reference"))
+
+
+def test_overwrite_failing_after_training_started_leaves_the_old_runs_byte_identical(
+        capsys, monkeypatch, tmp_path, demo_root):
+    from keras_ganaug import checkpoints
+
+    runs = {"gan": (train_gan.main, ["--data", str(demo_root), *GAN_FLAGS, "--epochs", "1"]),
+            "clf": (train_classifier.main, ["--data", str(demo_root), "--model", "simple-cnn",
+                                            "--image-size", "32", "--epochs", "1",
+                                            "--batch-size", "16", "--quiet"])}
+    for name, (main, args) in runs.items():
+        code, _, err = call(main, [*args, "--out", tmp_path / name], capsys)
+        assert code == 0, err[-3000:]
+    before = {name: snapshot(tmp_path / name) for name in runs}
+
+    def disk_full(*args, **kwargs):  # in the first checkpoint: after a whole epoch trained
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.CheckpointStore, "save", disk_full)
+    for name, (main, args) in runs.items():
+        with pytest.raises(OSError, match="No space left on device"):
+            main([*map(str, args), "--epochs", "2", "--out", str(tmp_path / name), "--overwrite"])
+    assert {name: snapshot(tmp_path / name) for name in runs} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf", "gan"]  # no staging left
+
+    monkeypatch.undo()  # a working --overwrite replaces each run, all at once
+    for name, (main, args) in runs.items():
+        code, _, err = call(main, [*args, "--epochs", "2", "--out", tmp_path / name,
+                                   "--overwrite"], capsys)
+        assert code == 0, err[-3000:]
+    assert json.loads((tmp_path / "gan" / "metadata.json").read_text())["epochs_trained"] == 2
+    assert json.loads((tmp_path / "clf" / "metrics.json").read_text())["epochs_run"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf", "gan"]

@@ -156,7 +156,8 @@ def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
     for run_dir in (out, straight_out):
         gan = DCGAN(image_size=32, channels=3, latent_dim=16, width=8)
         gan.compile()
-        gan.load_weights(run_dir / "checkpoints" / "last.weights.h5")
+        state = json.loads((run_dir / "checkpoints" / "last.json").read_text())
+        gan.load_weights(run_dir / "checkpoints" / state["weights"])
         steps.append((int(gan.g_optimizer.iterations.numpy()),
                       int(gan.d_optimizer.iterations.numpy())))
     assert steps[0] == steps[1] == (6, 6)

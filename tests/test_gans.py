@@ -147,13 +147,37 @@ def test_cgan_generates_each_class_in_its_colour():
 
 
 def test_class_balanced_batches_show_the_minority_class_half_the_time():
-    from keras_ganaug.gan_training import class_balanced_dataset
+    from keras_ganaug.gan_training import real_batches
 
     images = np.zeros((64, 32, 32, 3), np.uint8)
     labels = np.array([0] * 60 + [1] * 4, np.int32)
-    seen = np.concatenate([y.numpy() for _, y in class_balanced_dataset(images, labels, 16, 0)
-                           .take(40)])
+    seen = np.concatenate([y.numpy() for _, y in real_batches(images, labels, 16, 4, 0).take(40)])
     assert 0.4 < np.mean(seen == 1) < 0.6
+
+
+def test_real_batches_are_a_function_of_seed_and_epoch():
+    """What exact --resume rests on: epoch e's batches, whether reached or started at."""
+    from keras_ganaug.gan_training import real_batches
+
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+    labels = np.zeros(10, np.int32)
+
+    def order(first_epoch=0, skip=0, seed=0, steps=9):
+        batches = real_batches(images, labels, 3, 3, seed, first_epoch, skip).take(steps)
+        return [tuple(np.round((x.numpy()[:, 0, 0, 0] + 1) * 127.5).astype(int)) for x, _ in batches]
+
+    run = order()  # 3 epochs of 3 batches: 9 of the 10 images each, every epoch another order
+    for epoch in range(3):
+        seen = sorted(sum(run[3 * epoch:3 * epoch + 3], ()))
+        assert len(set(seen)) == 9 and set(seen) <= set(range(10))
+    assert run[:3] != run[3:6]
+    assert order(first_epoch=1, steps=6) == run[3:]
+    assert order(first_epoch=1, skip=2, steps=4) == run[5:]
+    assert order(seed=1) != run
+    # --kimg: an epoch of 4 batches of 3 holds 12 draws from 10 images: each image at least once.
+    epoch = real_batches(images, labels, 3, 4, 0).take(4)
+    drawn = np.concatenate([np.round((x.numpy()[:, 0, 0, 0] + 1) * 127.5) for x, _ in epoch])
+    assert len(drawn) == 12 and set(drawn.astype(int)) == set(range(10))
 
 
 # ---- InfoGAN ---------------------------------------------------------------------------------
@@ -282,7 +306,7 @@ def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(tmp_path, demo_root):
     assert json.loads((run_dir / "metadata.json").read_text())["n_critic"] == 5
     gan = WGANGP(**TINY)
     gan.compile()
-    gan.load_weights(run_dir / "checkpoints" / "last.weights.h5")
+    gan.load_weights(run_dir / "checkpoints" / state["weights"])
     counts = (int(gan.g_optimizer.iterations.numpy()), int(gan.d_optimizer.iterations.numpy()),
               int(gan.g_steps.numpy()))
     assert counts == (3 * 2, 5 * 3 * 2, 3 * 2)

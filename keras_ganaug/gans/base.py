@@ -11,7 +11,8 @@ What a subclass provides:
   discriminator_loss(...)        per-example D loss (+ named extra terms to log)
   generator_loss(...)            per-example G loss (+ named extra terms to log)
 and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP),
-config_options (GANConfig fields its constructor takes) and export_info() (extra metadata).
+config_options (GANConfig fields its constructor takes), export_info() (extra metadata) and
+latent_size / latent_inputs() (what the exported generate_from_latent takes: conditioning).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ganaug.errors import UserError
 from keras_ganaug.gans import networks
 from keras_ganaug.gans.diffaugment import make_augmenter
 
@@ -140,8 +142,21 @@ class GAN(keras.Model):
         grads = tape.gradient(loss, variables)  # apply_gradients unscales them again
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
+    def unpack(self, data):
+        """A batch of images alone or (images, labels) -> (images, class ids).
+
+        Unconditional GANs ignore labels, so a dataset of images is enough for them.
+        """
+        real, class_ids, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if class_ids is not None:
+            return real, class_ids
+        if self.conditional:
+            raise UserError(f"{type(self).__name__} is class-conditional: fit it on (images, "
+                            f"labels) batches, not on images alone")
+        return real, tf.fill(tf.shape(real)[:1], tf.constant(self.trained_class, tf.int32))
+
     def train_step(self, data):
-        real, class_ids = data
+        real, class_ids = self.unpack(data)
         batch_size = tf.shape(real)[0]
         logs = {}
         for _ in range(self.d_steps):
@@ -206,29 +221,61 @@ class GAN(keras.Model):
         seed = tf.cast(seed, tf.int64)
         z = tf.random.stateless_normal((count, self.latent_dim), seed=tf.stack([seed, 1]))
         u = tf.random.stateless_uniform((count, self.code_dims), seed=tf.stack([seed, 2]))
-        class_id = tf.cast(class_id, tf.int32)
+        drawn = None
         if self.conditional:
-            tf.debugging.assert_less(class_id, self.num_classes,
-                                     message="class_id must be -1 or a class index")
             drawn = tf.random.stateless_uniform((count,), seed=tf.stack([seed, 3]), minval=0,
                                                 maxval=self.num_classes, dtype=tf.int32)
-            class_ids = tf.where(class_id < 0, drawn, tf.fill((count,), class_id))
-        else:
+        class_ids = self.resolve_class_ids(tf.fill((count,), tf.cast(class_id, tf.int32)), drawn)
+        return self.generator_input(z, u, class_ids), class_ids
+
+    def resolve_class_ids(self, class_ids, drawn=None):
+        """Asked class ids [N] -> the ids generated; -1 means any: `drawn` (conditional GANs) or
+        the trained class (unconditional ones, which refuse any other class than their own)."""
+        class_ids = tf.cast(class_ids, tf.int32)
+        if not self.conditional:
             tf.debugging.assert_equal(
-                tf.logical_or(class_id < 0, tf.equal(class_id, self.trained_class)), True,
+                tf.logical_or(class_ids < 0, tf.equal(class_ids, self.trained_class)), True,
                 message="this generator was trained on one class: class_id must be -1 or "
                         "the trained class index")
-            class_ids = tf.fill((count,), tf.constant(self.trained_class, tf.int32))
-        return self.generator_input(z, u, class_ids), class_ids
+            return tf.fill(tf.shape(class_ids), tf.constant(self.trained_class, tf.int32))
+        tf.debugging.assert_less(class_ids, self.num_classes,
+                                 message="class_id must be -1 or a class index")
+        if drawn is None:  # nothing to draw "any" from
+            tf.debugging.assert_non_negative(class_ids, message="class_ids must be class indices")
+            return class_ids
+        return tf.where(class_ids < 0, drawn, class_ids)
+
+    @property
+    def latent_size(self) -> int:
+        """Width of the exported generate_from_latent's latent: the generator's whole input."""
+        return self.generator_input_dim
+
+    def latent_inputs(self, latent, class_ids):
+        """generate_from_latent's (latent, class ids [N]) -> (generator input, class ids)."""
+        return latent, self.resolve_class_ids(class_ids)
 
     def generate(self, count: int, seed: int, class_id: int = -1):
         """float32 [-1, 1] images from the sampling generator, deterministic in `seed`."""
         inputs, class_ids = self.seeded_inputs(count, seed, class_id)
         return self.sampling_generator(inputs, training=False), class_ids
 
+    # ---- Keras serialization: gan.save("x.keras") / keras.models.load_model("x.keras") ---------
     def get_config(self):
         return {"image_size": self.image_size, "channels": self.channels,
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "trained_class": self.trained_class, "augment": self.augment,
                 "ema_decay": self.ema_decay, "width": self.width, "seed": self.seed,
-                "ada_speed_images": self.ada_speed_images}
+                "ada_speed_images": self.ada_speed_images, "name": self.name}
+
+    def get_compile_config(self):
+        """compile()'s arguments with both GAN optimizers, so a loaded GAN trains on as it was."""
+        config = super().get_compile_config()
+        if not self.compiled:  # then Keras' config is empty and a loaded copy is not compiled
+            return config
+        return {**config, "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+                "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer)}
+
+    def compile_from_config(self, config):
+        # Keras' own does nothing for a model with its own compile(); loading restores the
+        # optimizers' saved state after this has built them.
+        self.compile(**keras.saving.deserialize_keras_object(config))

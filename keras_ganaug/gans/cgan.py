@@ -8,6 +8,7 @@ images per class an inner product with a class embedding is more stable than one
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from keras_ganaug.gans.dcgan import DCGAN
@@ -26,6 +27,16 @@ class OneHotConditioning:
         one_hot = tf.one_hot(tf.cast(class_ids, tf.int32), self.num_classes, dtype=z.dtype)
         return tf.concat([z, one_hot], axis=1)
 
+    @property
+    def latent_size(self) -> int:
+        """The exported generate_from_latent takes z alone and builds the class part itself."""
+        return self.latent_dim
 
+    def latent_inputs(self, latent, class_ids):
+        class_ids = self.resolve_class_ids(class_ids)
+        return self.generator_input(latent, None, class_ids), class_ids
+
+
+@keras.saving.register_keras_serializable(package="keras_ganaug")
 class CGAN(OneHotConditioning, DCGAN):
     gan_type = "cgan"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from keras_ganaug.gans.base import GAN
@@ -13,6 +14,7 @@ def bce_logits(labels_value: float, logits):
     return tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), labels_value), logits)
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
 class DCGAN(GAN):
     gan_type = "dcgan"
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.dcgan import DCGAN
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
 class InfoGAN(DCGAN):
     gan_type = "infogan"
     extra_losses = ("info_cat", "info_cont")

@@ -43,6 +43,7 @@ def critic_scores(out) -> tf.Tensor:
     return tf.cast(tf.reshape(out["score"], [-1]), tf.float32)
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
 class WGANGP(GAN):
     gan_type = "wgan-gp"
     d_norm = "layer"
@@ -76,5 +77,6 @@ class WGANGP(GAN):
         return {**super().get_config(), "n_critic": self.n_critic, "gp_weight": self.gp_weight}
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
 class ConditionalWGANGP(OneHotConditioning, WGANGP):
     """WGAN-GP with the class given to the generator (one-hot) and the critic (projection)."""
