@@ -61,6 +61,13 @@ class ImageSet:
                        arrays=None if self.arrays is None else self.arrays[idx])
 
 
+def image_files(folder: str | os.PathLike) -> list[str]:
+    """Image files under `folder` (any depth; hidden files skipped), sorted by path."""
+    return sorted(str(p) for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
 def list_image_folder(root: str | os.PathLike, split: str) -> ImageSet:
     """Scan ``root/split/{class}/`` into an ImageSet; classes in sorted order."""
     root = Path(root)
@@ -76,9 +83,7 @@ def list_image_folder(root: str | os.PathLike, split: str) -> ImageSet:
         raise UserError(f"{split_dir}: no class folders (expected {split_dir}/CLASS/*.png|jpg)")
     files, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        class_files = sorted(
-            str(p) for p in class_dir.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        class_files = image_files(class_dir)
         if not class_files:
             raise UserError(f"{class_dir}: class folder holds no images "
                             f"({', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -35,6 +35,7 @@ ALL_METRICS = {**METRICS, **LEAK_FREE_METRICS}
 QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall",
            "gan_memorization_ratio": "memorization ratio",
            "gan_memorized_fraction": "memorized fraction", "gan_tstr_over_trtr": "TSTR / TRTR",
+           "gan_c2st_auc": "C2ST AUC",
            "gan_total_seconds": "GAN seconds"}
 SUMMARY_COLUMNS = ("arm", "method", "synthetic", "n_real", "n_minority", "metric", "seeds",
                    "seed_values", "mean", "std", "ci_low", "ci_high", "interval")
@@ -504,13 +505,16 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
                        for c in QUALITY if c != "gan_total_seconds")
         lines += ["## GAN quality" if measured else "## GAN training time", ""]
         if measured:
-            lines += ["In the features of a classifier trained on the real training split only. "
-                      "KID (lower is better), k-NN precision / recall (k = 3) against all real "
-                      "minority training images; memorization: median distance of fakes to their "
-                      "nearest training image over the training images' own leave-one-out "
-                      "distance (≈ 1 honest, → 0 copying); TSTR / TRTR: AUC of a linear probe "
-                      "with the minority's real images swapped for fakes over the same probe on "
-                      "real ones.", ""]
+            lines += ["In the features of a self-supervised encoder trained on every real "
+                      "training image (no labels, never the test split), against the test "
+                      "split's minority images, which no generator saw. KID (lower is better), "
+                      "k-NN precision / recall (k = 3) at matched set sizes; memorization: median "
+                      "distance of fakes to their nearest training image over the same distance "
+                      "for the unseen real images (≈ 1 honest, → 0 copying); TSTR / TRTR: AUC of "
+                      "a linear probe with the minority's real images swapped for fakes over the "
+                      "same probe on real ones; C2ST AUC: a small CNN telling fakes from the "
+                      "unseen real images, 5-fold (0.5 = indistinguishable, 1 = told apart).",
+                      ""]
         lines += [quality, ""]
     if "cell_seconds" in results:
         seconds = results.groupby("arm")["cell_seconds"]

@@ -34,9 +34,7 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -501,68 +499,72 @@ def generator_is_finished(folder: Path) -> bool:
 # The grid --------------------------------------------------------------------------------------
 
 class FeatureSpace:
-    """Features of one classifier trained on the whole REAL training split, for GAN quality.
+    """GAN quality for the study, in one self-supervised feature space (metrics/features.py).
 
-    Trained once per study (seed 0, every real image, no synthetic ones) into
-    OUT/feature_extractor; the test split only ever scores TSTR, it never shapes the features.
+    The encoder is trained once per study (seed 0) on every real TRAINING image of every class,
+    without labels, into OUT/feature_extractor/features.keras; shards that train it at once each
+    write a private file and the last rename wins, and all then load the same file. The test
+    split's minority images are the real images no generator saw: the footing of memorization
+    and the other side of the classifier two-sample test (C2ST); they never shape the features.
     """
+
+    FILE = "features.keras"
 
     def __init__(self, config: StudyConfig, out: Path):
         from keras_ganaug.data import list_images, load_images
         from keras_ganaug.metrics import quality
+        from keras_ganaug.metrics.features import (
+            load_feature_space,
+            save_feature_space,
+            train_feature_space,
+        )
 
         self.config = config
-        folder = out / "feature_extractor"
-        if not (folder / "metrics.json").is_file():
-            # Shards sharing OUT may train it at once: each in a private folder, and the first
-            # to finish is renamed into place and used by all, so every generator of the study
-            # is measured in the same features.
-            private = Path(tempfile.mkdtemp(prefix=".feature_extractor-", dir=out))
-            train_classifier(config, Method("real"), None, 0, [], None, private)
-            try:
-                os.rename(private, folder)
-            except OSError:
-                shutil.rmtree(private, ignore_errors=True)
-        self.model = quality.feature_model(load_classifier(folder))
         root = data_root(config)
         self.train_set = list_images(root, "train")
         self.minority = config.minority or self.train_set.fewest_class()
         self.minority_id = self.train_set.class_index(self.minority)
-        x_train, self.train_labels, self.train_set, _ = load_images(
+        self.x_train, self.train_labels, self.train_set, _ = load_images(
             self.train_set, config.image_size, config.channels)
-        x_test, self.test_labels, _, _ = load_images(list_images(root, "test"),
-                                                     config.image_size, config.channels)
-        self.train_features = quality.extract_features(self.model, x_train)
-        self.test_features = quality.extract_features(self.model, x_test)
+        self.x_test, self.test_labels, _, _ = load_images(list_images(root, "test"),
+                                                          config.image_size, config.channels)
+        path = out / "feature_extractor" / self.FILE
+        if not path.is_file():
+            encoder, _ = train_feature_space(self.x_train, seed=0)
+            save_feature_space(encoder, path)
+        self.model = load_feature_space(path)
+        self.train_features = quality.extract_features(self.model, self.x_train)
+        self.test_features = quality.extract_features(self.model, self.x_test)
         self.inception = None
         if config.inception_weights:
             self.inception = quality.inception_model(config.inception_weights, config.channels)
-            minority_images = x_train[self.train_labels == self.minority_id]
+            minority_images = self.x_train[self.train_labels == self.minority_id]
             self.inception_real = quality.extract_features(self.inception, minority_images)
 
     def measure(self, generator_folder: Path, n_real: int | None, seed: int) -> dict:
-        """Quality of one generator against the real minority (and the N images it trained on)."""
+        """Quality of one generator: KID, precision / recall, memorization and C2ST against the
+        unseen real minority (test split), TSTR, and the images it trained on."""
         import numpy as np
 
-        from keras_ganaug.data import select_real
+        from keras_ganaug.data import select_real, split_validation
         from keras_ganaug.export import load_metadata
         from keras_ganaug.metrics import quality
+        from keras_ganaug.quality import image_measures
         from keras_ganaug.synthesize import synthesize
 
         metadata = load_metadata(generator_folder)
         class_id = self.minority_id if metadata.get("conditional") else -1
-        real_minority = self.train_features[self.train_labels == self.minority_id]
-        count = int(np.clip(len(real_minority), *QUALITY_SAMPLES))
+        unseen = self.x_test[self.test_labels == self.minority_id]
+        count = int(np.clip(len(unseen), *QUALITY_SAMPLES))
         fakes = synthesize(generator_folder, count, seed=10_000 + seed, class_id=class_id)
-        fake_features = quality.extract_features(self.model, fakes)
-        # The images this generator (and this cell's classifier) saw: the same seeded cut.
-        seen = set(select_real(self.train_set, self.minority, n_real, seed).files)
+        # The images this generator saw: the cell's seeded cut, less its validation split.
+        cut = select_real(self.train_set, self.minority, n_real, seed)
+        seen = set(split_validation(cut, self.config.val_fraction, seed)[0].files)
         in_cut = np.array([f in seen for f in self.train_set.files])
-        seen_minority = self.train_features[in_cut & (self.train_labels == self.minority_id)]
+        seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
+        fake_features = quality.extract_features(self.model, fakes)
         result = {"samples": count,
-                  **quality.kid(real_minority, fake_features, seed=seed),
-                  **quality.precision_recall(real_minority, fake_features),
-                  **quality.memorization(seen_minority, fake_features),
+                  **image_measures(fakes, unseen, seen_minority, self.model, seed=seed),
                   **quality.tstr(self.train_features[in_cut], self.train_labels[in_cut],
                                  fake_features, self.minority_id, self.test_features,
                                  self.test_labels, seed=seed)}

@@ -15,6 +15,7 @@ from keras_ganaug.metrics.quality import (
     quality_report,
     tstr,
 )
+from keras_ganaug.metrics.quality import c2st as two_sample_auc
 
 
 def _gaussian(n, dim=8, shift=0.0, seed=0):
@@ -42,6 +43,8 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shifted():
     shifted = kid(real, _gaussian(300, shift=1.0, seed=5), subsets=20, subset_size=200)
     # Unbiased MMD^2 scatters around 0 (a set against itself sits slightly below it).
     assert abs(itself["kid"]) < 0.01 * shifted["kid"] and abs(same["kid"]) < 0.01 * shifted["kid"]
+    # Subsets are smaller than the sets, so even a set against itself has a spread.
+    assert itself["kid_std"] > 0 and itself["kid_subset_size"] == 150
     assert 10 * abs(same["kid"]) < nudged["kid"] < shifted["kid"]
     # Subsets are at most half the smaller set, so they differ and the std is a real spread.
     assert shifted["kid_subset_size"] == 150 and itself["kid_std"] > 0
@@ -50,7 +53,8 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shifted():
 
 def test_precision_recall_identical_far_and_collapsed():
     real = _gaussian(200)
-    assert precision_recall(real, real) == {"precision": 1.0, "recall": 1.0, "nearest_k": 3}
+    assert precision_recall(real, real) == {"precision": 1.0, "recall": 1.0, "nearest_k": 3,
+                                            "pr_samples": 200}
     far = precision_recall(real, _gaussian(200, shift=20.0))
     assert far["precision"] == 0.0 and far["recall"] == 0.0
     # Mode collapse: every fake near one real sample -> precise, but recalls almost nothing.
@@ -61,13 +65,28 @@ def test_precision_recall_identical_far_and_collapsed():
         precision_recall(real[:3], real[:3], k=3)
 
 
-def test_memorization_copies_vs_fresh_samples():
-    train = _gaussian(300)
-    copies = memorization(train, train[:100] + 1e-9)
+def test_precision_recall_at_matched_sizes():
+    real = _gaussian(200, dim=4)
+    # Ten times more fakes of the same distribution: cut to 200, precision and recall agree.
+    many = precision_recall(real, _gaussian(2000, dim=4, seed=1))
+    assert many["pr_samples"] == 200 and abs(many["precision"] - many["recall"]) < 0.1
+    # Fakes that are real images from half the distribution: all realistic, half of it missed.
+    half = real[real[:, 0] < 0]
+    dropped = precision_recall(real, half)
+    assert dropped["pr_samples"] == len(half)
+    assert dropped["precision"] > 0.9 and 0.3 < dropped["recall"] < 0.75
+
+
+def test_memorization_copies_vs_fresh_samples_on_the_held_out_footing():
+    train, heldout = _gaussian(300), _gaussian(300, seed=7)
+    copies = memorization(train, train[:100] + 1e-9, heldout)
     assert copies["memorization_ratio"] < 1e-6 and copies["memorized_fraction"] == 1.0
-    fresh = memorization(train, _gaussian(300, seed=9))
-    assert 0.7 < fresh["memorization_ratio"] < 1.4
-    assert fresh["memorized_fraction"] < 0.2
+    fresh = memorization(train, _gaussian(300, seed=9), heldout)
+    assert 0.85 < fresh["memorization_ratio"] < 1.15 and fresh["memorized_fraction"] < 0.12
+    assert fresh["memorization_footing"] == "held-out"
+    # Without held-out reals, the training images' leave-one-out distances stand in.
+    loo = memorization(train, _gaussian(300, seed=9))
+    assert loo["memorization_footing"] == "leave-one-out" and 0.7 < loo["memorization_ratio"] < 1.4
 
 
 def test_tstr_equals_trtr_when_fakes_are_the_real_class():
@@ -89,10 +108,37 @@ def test_frechet_distance_of_a_shift_is_its_squared_length():
     assert frechet_distance(real, real + 0.5) == pytest.approx(4 * 0.25, rel=1e-6)
 
 
-def test_quality_report_keys():
-    report = quality_report(_gaussian(60), _gaussian(60, seed=1))
-    assert {"kid", "kid_std", "precision", "recall", "memorization_ratio",
+def test_quality_report_measures_against_unseen_reals():
+    report = quality_report(_gaussian(60), _gaussian(60, seed=1), _gaussian(40, seed=2))
+    assert {"kid", "kid_std", "precision", "recall", "pr_samples", "memorization_ratio",
             "memorized_fraction"} <= set(report)
+    assert report["memorization_footing"] == "held-out" and report["pr_samples"] == 60
+
+
+def _lesions(count, seed, size=32):
+    from keras_ganaug.demo import draw_lesion
+
+    rng = np.random.default_rng(seed)
+    return np.stack([draw_lesion(rng, malignant=True, size=size) for _ in range(count)])
+
+
+@pytest.fixture(scope="module")
+def lesions():
+    return _lesions(120, seed=0)
+
+
+def test_c2st_cannot_tell_two_halves_of_one_real_set_apart(lesions):
+    halves = two_sample_auc(lesions[:60], lesions[60:], epochs=4, seed=0)
+    assert 0.3 < halves["c2st_auc"] < 0.7 and halves["c2st_samples_per_set"] == 60
+    assert halves == two_sample_auc(lesions[:60], lesions[60:], epochs=4, seed=0)
+
+
+def test_c2st_tells_noise_from_images(lesions):
+    noise = np.random.default_rng(1).integers(0, 256, (80, 32, 32, 3), dtype=np.uint8)
+    told = two_sample_auc(noise, lesions, epochs=4, seed=0)
+    assert told["c2st_auc"] > 0.95 and told["c2st_samples_per_set"] == 80
+    with pytest.raises(ValueError, match="one shape"):
+        two_sample_auc(noise[:, :16], lesions)
 
 
 def test_classifier_penultimate_features():

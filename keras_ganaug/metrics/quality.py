@@ -1,16 +1,21 @@
-"""GAN quality without downloads: KID, k-NN precision / recall, memorization and TSTR in features.
+"""GAN quality without downloads: KID, k-NN precision / recall, memorization, C2ST and TSTR.
 
 FID and KID are usually computed in ImageNet InceptionV3 features, which cannot be fetched
 everywhere and know nothing of dermoscopy or CT. Here every measure takes features from any
-extractor; the study uses the penultimate layer of a classifier trained on the REAL TRAINING split
-(never the test split), and InceptionV3 only when a local weights file is given.
+extractor: keras_ganaug.metrics.features trains a small self-supervised encoder on the REAL
+TRAINING images (never the test split); InceptionV3 is used only when a local weights file is given.
+keras_ganaug.quality puts them together for one generator (quality.json, the CLI, the study).
 
 kid                 Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-                    polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets.
+                    polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets smaller
+                    than the sets, so its std is a real spread.
 precision_recall    Kynkaanniemi et al. 2019: a fake is "precise" if it falls inside the k-NN ball
                     of some real sample; a real is "recalled" if it falls inside some fake's ball.
-memorization        how close fakes sit to their nearest training image, relative to how close
-                    training images sit to each other (leave-one-out): copies score near 0.
+                    Both sets are cut to the same size first.
+memorization        how close fakes sit to their nearest training image, relative to how close real
+                    images the generator never saw sit to it: copies score near 0, honest draws 1.
+c2st                classifier two-sample test: cross-validated AUC of a small CNN told to separate
+                    fakes from real images (0.5: indistinguishable).
 tstr                train-on-synthetic / test-on-real AUC of a linear probe, over train-on-real.
 """
 
@@ -24,6 +29,12 @@ DEFAULT_NEAREST_K = 3
 # A fake nearer its closest training image than this quantile of the training images' own
 # leave-one-out distances counts as memorized: an honest generator scores about this fraction.
 MEMORIZATION_QUANTILE = 0.05
+C2ST_FOLDS = 5
+C2ST_EPOCHS = 8
+C2ST_WIDTHS = (16, 32, 64, 64)
+C2ST_BATCH = 32
+C2ST_LEARNING_RATE = 1e-3
+C2ST_MAX_SIZE = 64
 
 
 def _as_features(features) -> np.ndarray:
@@ -69,37 +80,63 @@ def _knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     return np.partition(distances, k - 1, axis=1)[:, k - 1]
 
 
-def precision_recall(real_features, fake_features, k: int = DEFAULT_NEAREST_K) -> dict[str, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-nearest-neighbour balls."""
+def _subsample(features: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` rows drawn without replacement (all of them, in order, when there are no more)."""
+    if len(features) <= size:
+        return features
+    return features[np.sort(rng.choice(len(features), size, replace=False))]
+
+
+def precision_recall(real_features, fake_features, k: int = DEFAULT_NEAREST_K,
+                     seed: int = 0) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-nearest-neighbour balls.
+
+    The larger set is first subsampled (by `seed`) to the size of the smaller: a k-NN ball shrinks
+    as its set grows, so unequal sizes would tilt precision against recall.
+    """
     real, fake = _as_features(real_features), _as_features(fake_features)
-    if k >= min(len(real), len(fake)):
+    size = min(len(real), len(fake))
+    if k >= size:
         raise ValueError(f"k={k} needs more than {k} real and fake samples, got "
                          f"{len(real)} and {len(fake)}")
+    rng = np.random.default_rng(seed)
+    real, fake = _subsample(real, size, rng), _subsample(fake, size, rng)
     real_radii, fake_radii = _knn_radii(real, k), _knn_radii(fake, k)
     fake_to_real = pairwise_distances(fake, real)
     precision = np.mean(np.any(fake_to_real <= real_radii[None, :], axis=1))
     recall = np.mean(np.any(fake_to_real.T <= fake_radii[None, :], axis=1))
-    return {"precision": float(precision), "recall": float(recall), "nearest_k": k}
+    return {"precision": float(precision), "recall": float(recall), "nearest_k": k,
+            "pr_samples": size}
 
 
-def memorization(train_features, fake_features,
+def memorization(train_features, fake_features, heldout_features=None,
                  quantile: float = MEMORIZATION_QUANTILE) -> dict[str, float]:
-    """Nearest-training-image distance of fakes against the training set's leave-one-out distances.
+    """How much nearer fakes sit to the generator's training images than unseen reals do.
 
-    memorization_ratio: median fake->train distance / median train->other-train distance; about 1
-    for a generator that draws new samples of the distribution, near 0 for one that copies.
-    memorized_fraction: fakes closer to a training image than the `quantile` of the leave-one-out
+    Footing: the fakes' nearest-training-image distances are compared with those of held-out real
+    images (`heldout_features`: real images of the class the generator never saw), both measured
+    against the same full training set, so both are samples from outside it and only copying makes
+    a difference. Without held-out reals, the training images' leave-one-out distances stand in
+    (their reference set lacks one image, a slightly different footing).
+
+    memorization_ratio: median fake->train / median real->train distance; about 1 for a generator
+    that draws new samples, near 0 for one that copies (above 1: fakes far from everything).
+    memorized_fraction: fakes nearer a training image than the `quantile` of the reals'
     distances (an honest generator: about `quantile`; a copier: about 1).
     """
     train, fake = _as_features(train_features), _as_features(fake_features)
     fake_nearest = pairwise_distances(fake, train).min(axis=1)
-    train_nearest = _knn_radii(train, 1)
-    threshold = float(np.quantile(train_nearest, quantile))
-    median_train = float(np.median(train_nearest))
-    return {"memorization_ratio": float(np.median(fake_nearest)) / max(median_train, 1e-12),
+    if heldout_features is None:
+        real_nearest, footing = _knn_radii(train, 1), "leave-one-out"
+    else:
+        real_nearest = pairwise_distances(_as_features(heldout_features), train).min(axis=1)
+        footing = "held-out"
+    threshold = float(np.quantile(real_nearest, quantile))
+    median_real = float(np.median(real_nearest))
+    return {"memorization_ratio": float(np.median(fake_nearest)) / max(median_real, 1e-12),
             "memorized_fraction": float(np.mean(fake_nearest <= threshold)),
             "median_fake_to_train": float(np.median(fake_nearest)),
-            "median_train_to_train": median_train}
+            "median_real_to_train": median_real, "memorization_footing": footing}
 
 
 def tstr(train_features, train_labels, synthetic_features, synthetic_label: int,
@@ -193,9 +230,94 @@ def inception_model(weights_path: str, channels: int = 3, input_size: int = 299)
     return keras.Model(inputs, base(resized))
 
 
-def quality_report(train_features: np.ndarray, fake_features: np.ndarray, seed: int = 0,
+def quality_report(real_features: np.ndarray, fake_features: np.ndarray,
+                   train_features: np.ndarray, seed: int = 0,
                    nearest_k: int = DEFAULT_NEAREST_K) -> dict[str, float]:
-    """KID, precision / recall and memorization of fakes against the real training images."""
-    return {**kid(train_features, fake_features, seed=seed),
-            **precision_recall(train_features, fake_features, k=nearest_k),
-            **memorization(train_features, fake_features)}
+    """KID and precision / recall of fakes against real images the generator never saw, and
+    memorization against the images it trained on (`train_features`), on the held-out footing."""
+    return {**kid(real_features, fake_features, seed=seed),
+            **precision_recall(real_features, fake_features, k=nearest_k, seed=seed),
+            **memorization(train_features, fake_features, heldout_features=real_features)}
+
+
+def _c2st_network(image_size: int, channels: int, widths: tuple[int, ...]):
+    """A small CNN scoring P(image is from the first set): strided convolutions, no batch norm
+    (batch statistics would let it compare images within a batch), a logistic output."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((image_size, image_size, channels))
+    x = inputs
+    for width in widths:
+        x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x), name="c2st")
+
+
+def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FOLDS,
+         epochs: int = C2ST_EPOCHS, widths: tuple[int, ...] = C2ST_WIDTHS,
+         seed: int = 0) -> dict[str, float]:
+    """Classifier two-sample test: k-fold cross-validated AUC of a small CNN told to separate two
+    image sets (0.5: indistinguishable; 1: told apart every time).
+
+    The larger set is subsampled to the smaller, so chance is 0.5; images above C2ST_MAX_SIZE px
+    are downscaled (antialiased) to keep it cheap. Each fold's network is trained from the seed
+    `seed + fold` for `epochs` passes and scores only its held-out fold; the AUC is the mean over
+    folds and its std their spread. Deterministic on CPU for one seed.
+    """
+    import keras
+    import tensorflow as tf
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from keras_ganaug.data import to_float
+
+    first, second = np.asarray(first_uint8), np.asarray(second_uint8)
+    if first.shape[1:] != second.shape[1:] or first.ndim != 4:
+        raise ValueError(f"c2st needs two image sets [N, H, W, C] of one shape, got "
+                         f"{first.shape} and {second.shape}")
+    size = min(len(first), len(second))
+    if size < folds:
+        raise ValueError(f"c2st with {folds} folds needs at least {folds} images per set, got "
+                         f"{len(first)} and {len(second)}")
+    rng = np.random.default_rng(seed)
+    images = np.concatenate([_subsample(first, size, rng), _subsample(second, size, rng)])
+    labels = np.repeat([1.0, 0.0], size).astype(np.float32)
+    floats = to_float(images)
+    if floats.shape[1] > C2ST_MAX_SIZE:
+        floats = tf.image.resize(floats, (C2ST_MAX_SIZE, C2ST_MAX_SIZE), antialias=True)
+    floats = np.asarray(floats)
+    # One network and one traced step serve every fold (tracing costs more than training a few
+    # hundred images): each fold restarts from its own seeded initialisation and a fresh optimizer.
+    network = _c2st_network(floats.shape[1], floats.shape[3], widths)
+    optimizer = keras.optimizers.Adam(C2ST_LEARNING_RATE)
+    optimizer.build(network.trainable_variables)
+    fresh_optimizer = [v.numpy() for v in optimizer.variables]
+    cross_entropy = keras.losses.BinaryCrossentropy()
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *floats.shape[1:]), tf.float32),
+                                  tf.TensorSpec((None,), tf.float32)])
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(y[:, None], network(x, training=True))
+        gradients = tape.gradient(loss, network.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
+
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    aucs = []
+    for fold, (train, test) in enumerate(splitter.split(floats, labels)):
+        keras.utils.set_random_seed(seed + fold)
+        network.set_weights(_c2st_network(floats.shape[1], floats.shape[3], widths).get_weights())
+        for variable, value in zip(optimizer.variables, fresh_optimizer, strict=True):
+            variable.assign(value)
+        rng = np.random.default_rng(seed + fold)
+        for _ in range(epochs):
+            order = train[rng.permutation(len(train))]
+            for start in range(0, len(order), C2ST_BATCH):
+                batch = order[start:start + C2ST_BATCH]
+                train_step(floats[batch], labels[batch])
+        scores = np.concatenate([np.asarray(network(floats[test[i:i + 256]]))[:, 0]
+                                 for i in range(0, len(test), 256)])
+        aucs.append(float(roc_auc_score(labels[test], scores)))
+    return {"c2st_auc": float(np.mean(aucs)), "c2st_auc_std": float(np.std(aucs)),
+            "c2st_folds": folds, "c2st_samples_per_set": size, "c2st_epochs": epochs}
