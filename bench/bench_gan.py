@@ -1,17 +1,23 @@
 """GAN training speed: a plain keras.io-style train_step against the package's default path.
 
     python bench/bench_gan.py --quick            # DCGAN, 64 px (< 3 min); last line is the speedup
-    python bench/bench_gan.py                    # every GAN, 64 and 128 px, plus the quality check
+    python bench/bench_gan.py --quick --gan wgan-gp --roofline   # another GAN; + share of matmul rate
+    python bench/bench_gan.py --roofline         # every GAN, 64 and 128 px, plus the quality check
 
-For each GAN and image size, in ONE process and alternately (so a busy machine slows both alike):
-  reference  the keras.io "DCGAN overriding train_step" layout on the same networks
-             (gans/networks.py) in float32: a keras.Model with its own train_step, one D pass on
-             the concatenated real + fake batch, the GAN's own losses, no EMA, no augmentation;
-  ours       the package's GAN class with its default flags (EMA, augment none) and --precision
-             auto, exactly what train_gan.py trains.
+For each GAN and image size, in ONE process and alternately (so a busy machine slows all alike):
+  reference       the keras.io "DCGAN overriding train_step" layout on the same networks
+                  (gans/networks.py) in float32: a keras.Model with its own train_step, one D pass
+                  on the concatenated real + fake batch, the GAN's own losses, no EMA, no augmentation;
+  reference_bf16  the same under mixed_bfloat16: what a keras.io user gets with one policy line;
+  ours            the package's GAN class with its default flags (EMA, augment none) and
+                  --precision auto, exactly what train_gan.py trains.
 Each path trains on the demo images through fit(); after a warm-up window, img/s is the median over
 timed windows, each timed from the start of its first step to the end of its last (StepClock).
-Peak RSS is the bench process's (both paths and all sizes so far).
+Peak RSS is the bench process's (all paths and all sizes so far).
+
+Roofline: each path's step FLOPs are counted from its traced graph (bench/roofline.py); GFLOP/s is
+that over the median window. With --roofline, an n=2048 matmul is timed in bfloat16 and float32
+after every round, and the share is the path's GFLOP/s over the median rate of its own precision.
 
 Quality (full run, or --quality-steps N): DCGAN on the demo set's benign class, float32 against the
 auto precision, same seeds and steps; KID (keras_ganaug.metrics.quality) of 500 EMA-generator
@@ -38,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from roofline import matmul_rate, step_flops  # noqa: E402  (bench/roofline.py)
 from timing import StepClock  # noqa: E402  (bench/timing.py)
 
 from keras_ganaug import data as data_lib  # noqa: E402
@@ -127,40 +134,51 @@ def demo_arrays(image_size: int, class_name: str | None = None):
     return arrays, labels, loaded
 
 
-def build_pair(name: str, image_size: int, num_classes: int, precision: str, spe: int):
-    """(reference model, package GAN): float32 reference; ours in `precision`, default flags."""
-    gan_type = gan_class(name)
-    with runtime.precision_scope("float32"):
-        spec = gan_type(image_size=image_size, num_classes=num_classes, ema_decay=None, seed=0)
+def build_reference(name: str, image_size: int, num_classes: int, precision: str) -> ReferenceGAN:
+    """The keras.io-style reference of GAN `name`, its networks and step in `precision`."""
+    with runtime.precision_scope(precision):
+        spec = gan_class(name)(image_size=image_size, num_classes=num_classes, ema_decay=None,
+                               seed=0)
         reference = ReferenceGAN(spec)
         reference.compile()
+    return reference
+
+
+def build_ours(name: str, image_size: int, num_classes: int, precision: str, spe: int):
+    """The package's GAN `name` in `precision` with its default flags, as train_gan.py trains it."""
     with runtime.precision_scope(precision):
-        ours = gan_type(image_size=image_size, num_classes=num_classes, seed=0)
+        ours = gan_class(name)(image_size=image_size, num_classes=num_classes, seed=0)
         ours.compile(steps_per_execution=spe)
-    return reference, ours
+    return ours
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps: int) -> dict:
+def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps: int,
+                     probe=None) -> dict:
     """img/s of each model: an untimed warm-up window each, then `windows` rounds in turn.
 
-    Besides the median img/s, each model's speedup over the first model is the median of the
-    ratios within a round: windows next to each other in time see the same load from other
-    processes, so the ratio stays fair on a shared machine where img/s alone swings 2x.
+    Besides the median img/s, each model's speedup over each model named "reference..." (and
+    "speedup": over the first model) is the median of the ratios within a round: windows next to
+    each other in time see the same load from other processes, so the ratio stays fair on a
+    shared machine where img/s alone swings 2x. `probe()`, if given, runs after every round;
+    its results come back as "probes".
     """
     for model in models.values():
         model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)  # traces the step
     seconds = {name: [] for name in models}
     cpu_seconds = {name: [] for name in models}
+    probes = []
     for _ in range(windows):
         for name, model in models.items():
             clock = StepClock()
             model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
             seconds[name].append(clock.seconds)
             cpu_seconds[name].append(clock.cpu_seconds)
+        if probe is not None:
+            probes.append(probe())
     first, first_cpu = seconds[next(iter(models))], cpu_seconds[next(iter(models))]
 
     def paired(a, b):
@@ -169,12 +187,24 @@ def time_alternately(models: dict, dataset, batch_size: int, windows: int, steps
     images = steps * batch_size
     # CPU seconds (all threads of this process) barely grow when other processes take the cores,
     # so img per CPU-second is the steadier figure there; wall-clock img/s is what a user sees.
-    return {name: {"img_per_s": images / statistics.median(s),
-                   "speedup": paired(first, s),
-                   "img_per_cpu_s": images / statistics.median(cpu_seconds[name]),
-                   "cpu_speedup": paired(first_cpu, cpu_seconds[name]),
-                   "window_img_per_s": [images / t for t in s]}
-            for name, s in seconds.items()}
+    variants = {name: {"img_per_s": images / statistics.median(s),
+                       "speedup": paired(first, s),
+                       "speedup_over": {base: paired(seconds[base], s) for base in models
+                                        if base.startswith("reference")},
+                       "img_per_cpu_s": images / statistics.median(cpu_seconds[name]),
+                       "cpu_speedup": paired(first_cpu, cpu_seconds[name]),
+                       "window_img_per_s": [images / t for t in s]}
+                for name, s in seconds.items()}
+    return {"variants": variants, "probes": probes}
+
+
+# The compute dtypes of the paths, by the short names the report prints.
+MATMUL_DTYPES = {"bfloat16": "bf16", "float32": "f32"}
+
+
+def matmul_rates() -> dict:
+    """This machine's n=2048 matmul GFLOP/s now, in the two precisions the paths compute in."""
+    return {short: matmul_rate(dtype) for dtype, short in MATMUL_DTYPES.items()}
 
 
 def bench_speed(name: str, image_size: int, args, precision: str) -> dict:
@@ -185,16 +215,30 @@ def bench_speed(name: str, image_size: int, args, precision: str) -> dict:
         arrays, labels = arrays[keep], labels[keep]
     dataset = data_lib.make_dataset(arrays, labels, args.batch_size, shuffle=True, seed=0,
                                     drop_remainder=True, repeat=True)
-    reference, ours = build_pair(name, image_size, len(loaded.class_names), precision, 1)
-    models = {"reference": reference, "ours": ours}
+    classes = len(loaded.class_names)
+    models = {"reference": build_reference(name, image_size, classes, "float32"),
+              "reference_bf16": build_reference(name, image_size, classes, "mixed_bfloat16"),
+              "ours": build_ours(name, image_size, classes, precision, 1)}
     for spe in args.steps_per_execution:
-        models[f"ours_spe{spe}"] = build_pair(name, image_size, len(loaded.class_names),
-                                              precision, spe)[1]
+        models[f"ours_spe{spe}"] = build_ours(name, image_size, classes, precision, spe)
     # Windows of a few seconds: twice the steps at 64 px, and fewer for GANs with critic steps.
-    steps = max(2, args.window_steps * (2 if image_size <= 64 else 1) // ours.d_steps)
-    result = time_alternately(models, dataset, args.batch_size, args.windows, steps)
+    steps = max(2, args.window_steps * (2 if image_size <= 64 else 1) // models["ours"].d_steps)
+    timed = time_alternately(models, dataset, args.batch_size, args.windows, steps,
+                             probe=matmul_rates if args.roofline else None)
+    variants = timed["variants"]
+    rates = {short: statistics.median(p[short] for p in timed["probes"])
+             for short in MATMUL_DTYPES.values()} if args.roofline else None
+    for key, model in models.items():
+        flops = step_flops(model, dataset.element_spec)
+        row = variants[key]
+        row["gflop_per_step"] = flops / 1e9
+        row["gflop_per_s"] = flops / 1e9 * row["img_per_s"] / args.batch_size
+        if rates:
+            row["matmul_dtype"] = MATMUL_DTYPES[model.generator.dtype_policy.compute_dtype]
+            row["share_of_matmul_rate"] = row["gflop_per_s"] / rates[row["matmul_dtype"]]
     return {"gan": name, "image_size": image_size, "batch_size": args.batch_size,
-            "window_steps": steps, "variants": result, "peak_rss_mib": peak_rss_mib()}
+            "window_steps": steps, "variants": variants, "matmul_gflop_per_s": rates,
+            "matmul_probes": timed["probes"], "peak_rss_mib": peak_rss_mib()}
 
 
 # ---- quality -------------------------------------------------------------------------------------
@@ -245,11 +289,34 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
             "train_images": len(arrays), "runs": runs, "summary": summary}
 
 
+def describe(row: dict) -> str:
+    """One GAN and size: each path's img/s, ours over both references, GFLOP/s (share), RSS."""
+    v = row["variants"]
+
+    def path(key: str) -> str:
+        share = v[key].get("share_of_matmul_rate")
+        roof = f", {100 * share:.0f}% of {v[key]['matmul_dtype']} matmul" if share else ""
+        return f"{key} {v[key]['img_per_s']:.1f} img/s ({v[key]['gflop_per_s']:.0f} GFLOP/s{roof})"
+
+    ours = v["ours"]["speedup_over"]
+    rates = row["matmul_gflop_per_s"]
+    matmul = (f", matmul bf16 {rates['bf16']:.0f} / f32 {rates['f32']:.0f} GFLOP/s"
+              if rates else "")
+    extra = "".join(f", {path(k)} ({v[k]['speedup']:.2f}x)" for k in v if k.startswith("ours_spe"))
+    return (f"{row['gan']} {row['image_size']}px: {', '.join(path(k) for k in v if not k.startswith('ours_spe'))}; "
+            f"ours {ours['reference']:.2f}x over reference, {ours['reference_bf16']:.2f}x over "
+            f"reference_bf16{extra}{matmul}, peak RSS {row['peak_rss_mib']:.0f} MiB")
+
+
 # ---- CLI -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="DCGAN at 64 px only, 7 windows, no quality check (< 3 min)")
+                   help="one GAN (--gan) at 64 px only, 7 windows, no quality check (DCGAN < 3 min)")
+    p.add_argument("--gan", default="dcgan", choices=GAN_NAMES, help="the GAN of --quick")
+    p.add_argument("--roofline", action="store_true",
+                   help="also time this machine's bf16 and float32 matmul after every round and "
+                   "report each path's share of it")
     p.add_argument("--gans", nargs="*", default=list(GAN_NAMES),
                    help="GANs to time (default: all; none: only the quality check)")
     p.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
@@ -272,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.gans, args.sizes, args.windows, args.window_steps = ["dcgan"], [64], 7, 4
+        args.gans, args.sizes, args.windows, args.window_steps = [args.gan], [64], 7, 4
     quality_steps = args.quality_steps if args.quality_steps is not None else (
         0 if args.quick else 150)
     precision = runtime.choose_precision(args.precision)
@@ -286,12 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             row = bench_speed(name, size, args, precision)
             report["speed"].append(row)
-            v = row["variants"]
-            extra = "".join(f", {k} {v[k]['img_per_s']:.1f} img/s ({v[k]['speedup']:.2f}x)"
-                            for k in v if k.startswith("ours_spe"))
-            print(f"{name} {size}px: reference {v['reference']['img_per_s']:.1f} img/s, "
-                  f"ours {v['ours']['img_per_s']:.1f} img/s ({v['ours']['speedup']:.2f}x){extra}, "
-                  f"peak RSS {row['peak_rss_mib']:.0f} MiB", flush=True)
+            print(describe(row), flush=True)
     if quality_steps:
         report["quality"] = bench_quality(precision, quality_steps, args.quality_seeds,
                                           args.batch_size)
@@ -301,9 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=1))
     os.replace(tmp, out)
-    dcgan64 = [r for r in report["speed"] if r["gan"] == "dcgan" and r["image_size"] == 64]
-    if dcgan64:
-        print(f"dcgan 64px speedup over reference: {dcgan64[0]['variants']['ours']['speedup']:.2f}")
+    # The last lines: the --quick GAN's speedup (DCGAN's in a full run), then its roofline.
+    headline = args.gans[0] if args.quick else "dcgan"
+    rows = [r for r in report["speed"] if r["gan"] == headline and r["image_size"] == 64]
+    if rows:
+        ours = rows[0]["variants"]["ours"]
+        print(f"{headline} 64px speedup over reference: {ours['speedup']:.2f}")
+        if args.roofline:
+            print(f"{headline} 64px roofline: {100 * ours['share_of_matmul_rate']:.0f}% of measured "
+                  f"{ours['matmul_dtype']} matmul rate")
     return 0
 
 

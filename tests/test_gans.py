@@ -113,6 +113,50 @@ def test_wgan_gp_critic_penalty_is_per_sample_and_defaults_follow_the_paper():
         assert batched[b] == pytest.approx((np.sqrt(np.sum(grad**2) + 1e-12) - 1) ** 2, rel=1e-4)
 
 
+def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
+    """The shared step tapes only the last critic step's fakes (the ones the generator update
+    reuses): same seeds, same weights after two steps as the straightforward step that tapes
+    every generator forward."""
+    import keras
+    import tensorflow as tf
+
+    from keras_ganaug.gans.wgan_gp import WGANGP
+
+    class TapeEveryForward(WGANGP):
+        def train_step(self, data):
+            real, class_ids = self.unpack(data)
+            batch_size = tf.shape(real)[0]
+            for _ in range(self.d_steps):
+                z, u = self.draw_noise(batch_size)
+                with tf.GradientTape() as g_tape:
+                    fake = self.generator(self.generator_input(z, u, class_ids), training=True)
+                with tf.GradientTape() as tape:
+                    d_loss, _ = self.discriminator_loss(self.discriminate(real, class_ids),
+                                                        self.discriminate(tf.stop_gradient(fake),
+                                                                          class_ids), u, class_ids)
+                    d_total = self._average(d_loss + self.penalty(real, fake, class_ids),
+                                            batch_size)
+                self._apply(self.d_optimizer, d_total, tape, self.discriminator.trainable_variables)
+            with g_tape:
+                g_loss, _ = self.generator_loss(self.discriminate(fake, class_ids), u, class_ids)
+                g_total = self._average(g_loss, batch_size)
+            self._apply(self.g_optimizer, g_total, g_tape, self.generator.trainable_variables)
+            return {"d_loss": d_total, "g_loss": g_total}
+
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    weights = []
+    for gan_type in (WGANGP, TapeEveryForward):
+        keras.utils.set_random_seed(0)  # same initial weights
+        gan = gan_type(**TINY, n_critic=3, ema_decay=None)
+        gan.compile()
+        initial = gan.generator.get_weights() + gan.discriminator.get_weights()
+        gan.fit(images, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())
+    assert all(np.any(a != b) for a, b in zip(initial, weights[1], strict=True) if a.ndim == 4)
+    for ours, straightforward in zip(*weights, strict=True):
+        np.testing.assert_allclose(ours, straightforward, rtol=1e-4, atol=1e-6)
+
+
 def test_ada_speed_follows_the_training_set_size():
     from keras_ganaug.gan_training import ADA_SPEED_EPOCHS
 

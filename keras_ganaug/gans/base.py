@@ -17,6 +17,8 @@ latent_size / latent_inputs() (what the exported generate_from_latent takes: con
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -159,11 +161,13 @@ class GAN(keras.Model):
         real, class_ids = self.unpack(data)
         batch_size = tf.shape(real)[0]
         logs = {}
-        for _ in range(self.d_steps):
+        g_tape = tf.GradientTape()
+        for step in range(self.d_steps):
             z, u = self.draw_noise(batch_size)
-            # Taped so the generator update can reuse the last D step's fakes (as PyTorch's DCGAN
-            # example does) instead of running the generator forward a second time.
-            with tf.GradientTape() as g_tape:
+            # The last D step's fakes are taped so the generator update reuses them (as PyTorch's
+            # DCGAN example does) instead of running the generator forward again; the fakes of
+            # WGAN-GP's earlier critic steps train only the critic and need no tape.
+            with g_tape if step == self.d_steps - 1 else contextlib.nullcontext():
                 fake = self.generator(self.generator_input(z, u, class_ids), training=True)
             with tf.GradientTape() as tape:
                 real_out = self.discriminate(self.augmenter(real, training=True), class_ids)
