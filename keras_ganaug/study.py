@@ -751,14 +751,19 @@ def check_config(config: StudyConfig) -> None:
     check_classifier_settings(config, methods)
 
 
-def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, seconds: float,
-                      outcome: dict, code: str) -> None:
-    """OUT/study.json (the settings) and OUT/invocations/<time>-<pid>.json (this run's command,
-    shard and wall time): one file per run, so shards finishing together lose nothing."""
+def declare_study(out: Path, config: StudyConfig) -> None:
+    """OUT/study.json: the settings and the comparisons the report will test, written before
+    any cell runs, so what is compared is fixed before a single result exists."""
     config_dict = {k: v for k, v in asdict(config).items() if k not in ("shard", "verbose")}
     config_dict["n_real"] = [n_label(n) for n in config.n_real]
     write_json(out / "study.json", {"config": config_dict,
                                     "comparisons": declared_comparisons(config)})
+
+
+def record_invocation(out: Path, config: StudyConfig, argv: list[str] | None, seconds: float,
+                      outcome: dict, code: str) -> None:
+    """OUT/invocations/<time>-<pid>.json (this run's command, shard, code and wall time): one
+    file per run, so shards finishing together lose nothing."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     # pid and nanoseconds: two runs in one process and second must not share a file name
     write_json(out / "invocations" / f"{stamp}-{os.getpid()}-{time.time_ns()}.json",
@@ -809,6 +814,7 @@ def run_study(config: StudyConfig, argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     code = code_version()  # read now: the checkout may change while a long grid runs
+    declare_study(out, config)
     # Before the grid: which test images are (near-)copies of training images, so every cell can
     # also be measured without them; again after it, with every generator's recorded hashes.
     outcome = Study(config, leaked_test_files(write_leakage(config, out))).run()
