@@ -446,15 +446,19 @@ def release_models() -> None:
 
 
 def evaluate_classifier(run_folder: Path, images, labels, class_names: list[str],
-                        minority: str) -> dict:
-    """Metrics of a finished run's best model (the one its metrics.json measured) on given images."""
+                        minority: str, decision: dict | None = None) -> dict:
+    """Metrics of a finished run's best model (the one its metrics.json measured) on given images;
+    with the run's val-tuned `decision`, the decision metrics are at it, as the study reports."""
     from keras_ganaug.data import make_dataset
-    from keras_ganaug.metrics.classification import classification_metrics
+    from keras_ganaug.metrics.classification import classification_metrics, tuned_metrics
 
     model = load_classifier(run_folder)
     scores = model.predict(make_dataset(images, labels, 64, shuffle=False, seed=0), verbose=0)
     release_models()
-    return classification_metrics(labels, scores, class_names, minority)
+    metrics = classification_metrics(labels, scores, class_names, minority)
+    if decision:
+        metrics.update(tuned_metrics(labels, scores, class_names, minority, decision))
+    return metrics
 
 
 def minority_name(config: StudyConfig) -> str:
@@ -667,7 +671,8 @@ class Study:
         row["val_images_seen_by_gans"] = val_images_seen(run_folder, generators)
         minority = metrics.get("minority")
         if self.leaked_test_files:
-            row.update(self.leak_free(run_folder, metrics["class_names"], minority))
+            row.update(self.leak_free(run_folder, metrics["class_names"], minority,
+                                      metrics.get("decision")))
         row["minority"] = minority
         row["n_minority"] = (metrics.get("train_counts", {}).get("real", {}).get(minority, 0)
                              + metrics.get("val_counts", {}).get(minority, 0))
@@ -676,8 +681,10 @@ class Study:
         write_json(self.out / "cells" / f"{cell.cell_id}.json", row)
         return row
 
-    def leak_free(self, run_folder: Path, class_names: list[str], minority: str) -> dict:
-        """The run's headline metrics again, on the test images with no near-duplicate in train."""
+    def leak_free(self, run_folder: Path, class_names: list[str], minority: str,
+                  decision: dict | None = None) -> dict:
+        """The run's headline metrics again, on the test images with no near-duplicate in train,
+        at the run's own val-tuned decision."""
         if self.leak_free_test is None:
             import numpy as np
 
@@ -688,7 +695,7 @@ class Study:
             keep = np.array([f not in self.leaked_test_files for f in loaded.files])
             self.leak_free_test = (x_test[keep], y_test[keep])
         x_test, y_test = self.leak_free_test
-        metrics = evaluate_classifier(run_folder, x_test, y_test, class_names, minority)
+        metrics = evaluate_classifier(run_folder, x_test, y_test, class_names, minority, decision)
         return {**{f"{k}{LEAK_FREE}": metrics[k] for k in LEAK_FREE_METRICS},
                 f"n_test{LEAK_FREE}": len(y_test)}
 

@@ -403,7 +403,7 @@ def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monk
     shutil.copy(leaked, leaky / "train" / "malignant" / "copy_of_test.png")
     evaluated = []
 
-    def fake_evaluate(run_folder, images, labels, class_names, minority):
+    def fake_evaluate(run_folder, images, labels, class_names, minority, decision=None):
         evaluated.append(len(images))
         return {"accuracy": 0.75, "roc_auc": 0.8, "balanced_accuracy": 0.7,
                 "minority_recall": 0.6}
@@ -434,6 +434,10 @@ def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
     assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    tuned = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant",
+                                      metrics["decision"])
+    for key in ("accuracy", "balanced_accuracy", "minority_recall"):
+        assert tuned[key] == pytest.approx(metrics["val_tuned"][key])
 
 
 def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
