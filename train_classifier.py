@@ -18,7 +18,7 @@ from keras_ganaug import runtime
 from keras_ganaug.classifier_training import SYNTHETIC_CLASSES, ClassifierConfig, run
 from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import quiet_tensorflow, run_cli
-from keras_ganaug.selection import DEFAULT_MONITOR, MONITORS
+from keras_ganaug.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monitor", default=DEFAULT_MONITOR, choices=tuple(MONITORS),
                    help="what early stopping and best.keras watch: val ROC AUC, the "
                         "class-balanced val loss, or the plain val loss (prior-dominated)")
-    p.add_argument("--min-epochs", type=int, default=5,
+    p.add_argument("--min-epochs", type=int, default=DEFAULT_MIN_EPOCHS,
                    help="epochs trained before early stopping may choose or stop")
     p.add_argument("--drop-test-duplicates", action="store_true",
                    help="score without test images byte-identical to a training image or to a "

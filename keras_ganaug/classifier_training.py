@@ -40,7 +40,7 @@ from keras_ganaug import __version__, runtime
 from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
 from keras_ganaug.files import ensure_writable, finish_in, stage_replacement, write_json_atomic
-from keras_ganaug.selection import DEFAULT_MONITOR
+from keras_ganaug.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR
 
 TRANSFER_MODELS = ("vgg16", "resnet50")
 METRICS_FILE = "metrics.json"
@@ -91,7 +91,7 @@ class ClassifierConfig:
     epochs: int = 30
     patience: int = 5
     monitor: str = DEFAULT_MONITOR       # val_auc | val_balanced_loss | val_loss (selection.py)
-    min_epochs: int = 5                  # epochs before early stopping may pick or stop
+    min_epochs: int = DEFAULT_MIN_EPOCHS  # epochs before early stopping may pick or stop
     drop_test_duplicates: bool = False   # score without test images byte-identical to trained ones
     batch_size: int = 32
     learning_rate: float | None = None   # None: 1e-3 for the small CNNs, 1e-4 for transfer models
@@ -127,6 +127,11 @@ def parse_synthetic(spec: str) -> tuple[str, int | Fraction | None]:
         return "ratio", Fraction(int(parts[1]), int(parts[0]))
     raise UserError(f"--synthetic {spec}: expected balance, a count like 200, a real:synthetic "
                     f"ratio like 1:2, or a share of the real training split like 20%")
+
+
+def synthetic_label(spec: str) -> str:
+    """A --synthetic value as it can stand in a file name: 1:2 -> 1to2, 20% -> 20pct."""
+    return spec.replace(":", "to").replace("%", "pct")
 
 
 def synthetic_count(spec: str, real_counts: dict[str, int], class_name: str) -> int:
@@ -245,7 +250,7 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
 
 def _run_name(config: ClassifierConfig, synthetic: str | None) -> str:
     n_real = f"n{config.n_real}" if config.n_real is not None else "all"
-    extra = (synthetic or "real").replace(":", "to").replace("%", "pct")
+    extra = synthetic_label(synthetic or "real")
     extra = f"oversample-{extra}" if config.oversample else extra
     return f"{config.model}-{config.minority or 'minority'}-{n_real}-{extra}-s{config.seed}"
 

@@ -18,6 +18,7 @@ from keras_ganaug.errors import UserError
 MONITORS = {"val_auc": ("val_auc", "max"), "val_balanced_loss": ("val_balanced_loss", "min"),
             "val_loss": ("val_loss", "min")}
 DEFAULT_MONITOR = "val_auc"
+DEFAULT_MIN_EPOCHS = 5  # a model judged after an epoch or two is still mostly its initialisation
 
 
 def check_monitor(monitor: str) -> str:

@@ -39,8 +39,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from keras_ganaug.data import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
 from keras_ganaug.files import write_text_atomic
+from keras_ganaug.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 
 GAN_AUGMENTS = ("diffaugment", "ada")
 CLASSIFIER_AUGMENTS = ("classic", "superpixel")
@@ -129,8 +131,10 @@ def parse_synthetic_list(text: str) -> list[str]:
 
 
 def synthetic_label(spec: str) -> str:
-    """A --synthetic value as it can stand in a file name: 1:2 -> 1to2, 20% -> 20pct."""
-    return spec.replace(":", "to").replace("%", "pct")
+    """A --synthetic value as it can stand in a cell id (the classifier's run-name rule)."""
+    from keras_ganaug.classifier_training import synthetic_label as label
+
+    return label(spec)
 
 
 def parse_n_real(text: str) -> list[int | None]:
@@ -179,9 +183,9 @@ class StudyConfig:
     gan_batch_size: int = 64
     epochs: int = 30
     patience: int = 5
-    min_epochs: int = 5
-    monitor: str = "val_auc"
-    val_fraction: float = 0.2
+    min_epochs: int = DEFAULT_MIN_EPOCHS
+    monitor: str = DEFAULT_MONITOR
+    val_fraction: float = DEFAULT_VAL_FRACTION
     drop_test_duplicates: bool = False
     batch_size: int = 32
     vet: bool = False
@@ -889,11 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gan-batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=30, help="classifier epochs (early stopping)")
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--min-epochs", type=int, default=5,
+    p.add_argument("--min-epochs", type=int, default=DEFAULT_MIN_EPOCHS,
                    help="classifier epochs before early stopping may choose or stop")
-    p.add_argument("--monitor", default="val_auc",
-                   help="val_auc (default), val_balanced_loss or val_loss")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--monitor", default=DEFAULT_MONITOR,
+                   help=f"one of {', '.join(MONITORS)} (default {DEFAULT_MONITOR})")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                    help="validation split per (N, seed), held out of every GAN")
     p.add_argument("--drop-test-duplicates", action="store_true",
                    help="leave test images byte-identical to a training image out of scoring")
