@@ -4,7 +4,7 @@
     python bench/bench_classifier.py --models cnn5 --precisions float32
 
 Each (model, precision) runs in its own fresh interpreter, so its peak RSS is its own. Models come
-from keras_ganaug.classifiers.build_classifier with weights="none" (no download), trained by fit()
+from keras_ganaug.classify.networks.build_classifier with weights="none" (no download), trained by fit()
 on the demo train split (both classes); img/s is the median over timed windows after a warm-up one,
 each timed from its first step's start to its last step's end (bench/timing.py).
 """
@@ -31,10 +31,10 @@ def measure(model_name: str, precision: str, image_size: int, batch_size: int, w
     import keras
     from timing import StepClock  # bench/timing.py
 
-    from keras_ganaug import data as data_lib
     from keras_ganaug import runtime
-    from keras_ganaug.classifiers import build_classifier
-    from keras_ganaug.demo import make_demo_data
+    from keras_ganaug.classify.networks import build_classifier
+    from keras_ganaug.data import images as data_lib
+    from keras_ganaug.data.demo import make_demo_data
 
     policy = runtime.choose_precision(precision)
     images = data_lib.list_images(str(make_demo_data()), "train")
@@ -66,7 +66,7 @@ def own_peak_rss_mib() -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_ganaug.classifiers import MODELS
+    from keras_ganaug.classify.models import MODELS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS))

@@ -47,11 +47,15 @@ import tensorflow as tf  # noqa: E402
 from roofline import matmul_rate, step_flops  # noqa: E402  (bench/roofline.py)
 from timing import StepClock  # noqa: E402  (bench/timing.py)
 
-from keras_ganaug import data as data_lib  # noqa: E402
 from keras_ganaug import runtime  # noqa: E402
-from keras_ganaug.classifiers import build_classifier  # noqa: E402
-from keras_ganaug.demo import make_demo_data  # noqa: E402
-from keras_ganaug.gans import GAN_NAMES, gan_class, networks  # noqa: E402
+from keras_ganaug.classify.networks import build_classifier  # noqa: E402
+from keras_ganaug.data import images as data_lib  # noqa: E402
+from keras_ganaug.data.demo import make_demo_data  # noqa: E402
+from keras_ganaug.gans import (
+    gan_class,  # noqa: E402
+    networks,  # noqa: E402
+)
+from keras_ganaug.gans.registry import GAN_NAMES  # noqa: E402  # noqa: E402
 from keras_ganaug.metrics import quality  # noqa: E402
 
 QUALITY_SAMPLES = 500

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import write_json_atomic
+from keras_ganaug.io import write_json_atomic
 
 STATE_FILE = "last.json"
 WEIGHTS_SUFFIX = ".weights.h5"  # save_weights insists on it

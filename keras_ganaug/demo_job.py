@@ -30,11 +30,11 @@ ARMS = {
 def run_demo_job(out: str = "runs/demo", gan_kimg: float = 9.0, epochs: int = 30,
                  image_size: int = 64, seed: int = 0, verbose: int = 1) -> dict[str, dict]:
     """Train the demo GAN and the four classifiers; returns {arm: metrics dict}."""
-    from keras_ganaug.classifier_training import ClassifierConfig
-    from keras_ganaug.classifier_training import run as train_classifier
-    from keras_ganaug.demo import make_demo_data
-    from keras_ganaug.gan_training import GANConfig
-    from keras_ganaug.gan_training import run as train_gan
+    from keras_ganaug.classify.config import ClassifierConfig
+    from keras_ganaug.classify.training import run as train_classifier
+    from keras_ganaug.data.demo import make_demo_data
+    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.training import run as train_gan
 
     out_dir = Path(out)
     data = str(make_demo_data())

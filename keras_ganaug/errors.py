@@ -23,6 +23,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
             resume_hint: str = "rerun with --resume to go on") -> int:
     """Call `main(argv)` and map its outcome to an exit code; `--debug` shows tracebacks."""

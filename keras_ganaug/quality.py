@@ -70,7 +70,7 @@ def measure_generator(generator_folder: str | os.PathLike, real_unseen_images: n
 
 def _load(files: list[str], source: str, metadata: dict) -> np.ndarray:
     """Decode files at the generator's size, channels and resize mode."""
-    from keras_ganaug.data import ImageSet, load_images
+    from keras_ganaug.data.images import ImageSet, load_images
 
     images = ImageSet(("images",), tuple(files), np.zeros(len(files), np.int32), source=source)
     return load_images(images, int(metadata["image_size"]), int(metadata["channels"]),
@@ -93,7 +93,7 @@ def generator_class(metadata: dict, class_name: str | None) -> tuple[str, int]:
 
 def seen_training_files(generator_folder: str | os.PathLike, class_name: str) -> list[str]:
     """The files of `class_name` the generator trained on, from its training_files.json."""
-    from keras_ganaug.export import generator_dir
+    from keras_ganaug.gans.export import generator_dir
 
     listing = generator_dir(generator_folder).parent / "training_files.json"
     if not listing.is_file():
@@ -109,7 +109,7 @@ def seen_training_files(generator_folder: str | os.PathLike, class_name: str) ->
 
 def unseen_real_files(real_folder: str | os.PathLike, metadata: dict) -> list[str]:
     """Images of REAL_FOLDER, checked to be none of the generator's training images (by bytes)."""
-    from keras_ganaug.data import ImageSet, file_hashes, image_files
+    from keras_ganaug.data.images import ImageSet, file_hashes, image_files
 
     folder = Path(real_folder)
     if not folder.is_dir():
@@ -128,7 +128,7 @@ def unseen_real_files(real_folder: str | os.PathLike, metadata: dict) -> list[st
 
 def feature_space(path: str | None, metadata: dict, seed: int, epochs: int, verbose: bool):
     """Load the encoder at `path`, or train it on the generator's training split (saved to `path`)."""
-    from keras_ganaug.data import list_images, load_images
+    from keras_ganaug.data.images import list_images, load_images
     from keras_ganaug.metrics import features
 
     if path and Path(path).is_file():
@@ -198,11 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     from keras_ganaug import __version__
-    from keras_ganaug.files import write_json_atomic
+    from keras_ganaug.io import write_json_atomic
 
     args = build_parser().parse_args(argv)
     quiet_tensorflow()  # before export's import: its start-up chatter would break one-line errors
-    from keras_ganaug.export import generator_dir, load_metadata
+    from keras_ganaug.gans.export import generator_dir, load_metadata
     if args.count is not None and args.count < MIN_IMAGES:
         raise UserError(f"--count {args.count}: expected at least {MIN_IMAGES}")
     if args.feature_epochs < 1:

@@ -1,4 +1,4 @@
-"""Exported generator -> N synthetic images of a class, as arrays or PNG files; vetting, resizing."""
+"""Exported generator -> N synthetic uint8 images of a class; vetting by the discriminator, resizing."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.export import generator_dir, load_metadata
+from keras_ganaug.gans.export import generator_dir, load_metadata
 
 SCORE_BATCH = 64  # images per discriminator call when vetting
 
@@ -43,18 +42,6 @@ def synthesize(generator_path: str | os.PathLike, count: int, seed: int, class_i
     if not chunks:
         return np.zeros((0, size, size, channels), np.uint8)
     return np.concatenate(chunks)
-
-
-def write_pngs(images: np.ndarray, folder: str | os.PathLike, prefix: str = "synthetic") -> list[Path]:
-    """Write uint8 [N, H, W, C] images as PNG files `prefix_00000.png`...; returns their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        path = folder / f"{prefix}_{i:05d}.png"
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
-        paths.append(path)
-    return paths
 
 
 def vet_images(generator_path: str, images: np.ndarray, class_ids: np.ndarray,

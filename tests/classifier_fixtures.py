@@ -1,6 +1,6 @@
 """Shared helpers of the classifier tests: tiny image folders and hand-made generator exports.
 
-The generator export follows keras_ganaug.export's contract (generate / metadata signatures,
+The generator export follows keras_ganaug.gans.export's contract (generate / metadata signatures,
 metadata.json beside it, a discriminator with score) without training a GAN, so the classifier's
 synthetic path is tested in seconds and with images whose content the test controls.
 """

@@ -18,7 +18,7 @@ SKIN_DATA = REPO.parent / "shared" / "data" / "skin_cancer"
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A smaller demo set (same generator as the built-in one), written once per test session."""
-    from keras_ganaug.demo import make_demo_data
+    from keras_ganaug.data.demo import make_demo_data
 
     counts = {"train": {"benign": 48, "malignant": 24}, "test": {"benign": 12, "malignant": 12}}
     return make_demo_data(tmp_path_factory.mktemp("demo") / "demo", seed=0, counts=counts, size=32)

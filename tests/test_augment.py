@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_ganaug.augment import (
+from keras_ganaug.classify.augment import (
     classic_augmentation,
     parse_augment,
     slic_segments,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from classifier_fixtures import write_image_folder
 
-from keras_ganaug.classifiers import ApplicationPreprocess, build_classifier
+from keras_ganaug.classify.networks import ApplicationPreprocess, build_classifier
 from keras_ganaug.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_resnet50_loads_a_weights_file_via_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["weights"] == str(path) and metrics["config"]["freeze"]
-    import keras_ganaug.classifiers  # noqa: F401  registers ApplicationPreprocess for loading
+    import keras_ganaug.classify.networks  # noqa: F401  registers ApplicationPreprocess for loading
 
     best = keras.models.load_model(out / "best.keras")
     for before, after in zip(saved.weights, best.get_layer("resnet50").weights, strict=True):

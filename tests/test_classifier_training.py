@@ -11,18 +11,17 @@ import numpy as np
 import pytest
 from classifier_fixtures import write_fake_generator, write_image_folder
 
-from keras_ganaug.classifier_training import (
+from keras_ganaug.classify.config import (
     ClassifierConfig,
-    build_splits,
-    check_synthetic_only_in_train,
-    class_weights,
     parse_synthetic,
     resolve,
-    run,
     split_evenly,
     synthetic_count,
 )
-from keras_ganaug.data import list_images, select_real
+from keras_ganaug.classify.sources import check_synthetic_only_in_train
+from keras_ganaug.classify.splits import build_splits
+from keras_ganaug.classify.training import class_weights, run
+from keras_ganaug.data.images import list_images, select_real
 from keras_ganaug.errors import UserError
 from keras_ganaug.synthesize import resize_images
 
@@ -251,7 +250,7 @@ def test_oversample_and_share_add_the_counts_a_generator_would(data_root, gan, t
 
 
 def test_validation_split_is_a_function_of_the_listing(data_root):
-    from keras_ganaug.data import split_validation
+    from keras_ganaug.data.images import split_validation
 
     listing = select_real(list_images(data_root, "train"), "malignant", 10, 3)
     train, val = split_validation(listing, 0.2, 3)

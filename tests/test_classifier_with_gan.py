@@ -6,13 +6,15 @@ import json
 
 import pytest
 
-from keras_ganaug.classifier_training import ClassifierConfig, build_splits, resolve, run
+from keras_ganaug.classify.config import ClassifierConfig, resolve
+from keras_ganaug.classify.splits import build_splits
+from keras_ganaug.classify.training import run
 
 
 @pytest.mark.slow
 def test_classifier_trains_on_a_real_dcgan_export(tmp_path, demo_root):
-    from keras_ganaug.gan_training import GANConfig
-    from keras_ganaug.gan_training import run as train_gan
+    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.training import run as train_gan
     from keras_ganaug.synthesize import synthesize
 
     gan_out = tmp_path / "gan"

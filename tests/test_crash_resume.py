@@ -37,7 +37,7 @@ GAN_FLAGS = ("--class", "benign", "--n-real", "16", "--image-size", "32", "--wid
 KILL_AT = """
 import os, signal, sys
 import tensorflow as tf
-import keras_ganaug.callbacks as cb, keras_ganaug.checkpoints as ck
+import keras_ganaug.gans.callbacks as cb, keras_ganaug.checkpoints as ck
 point, at = sys.argv[1], int(sys.argv[2])
 calls = []
 
@@ -183,7 +183,8 @@ def comparable(metrics: dict) -> dict:
 
 def test_classifier_interrupted_three_times_resumes_to_the_uninterrupted_run(
         capsys, monkeypatch, tmp_path, demo_root):
-    from keras_ganaug import checkpoints, classifier_training
+    from keras_ganaug import checkpoints
+    from keras_ganaug.classify import training as classifier_training
 
     # simple-cnn has dropout; classic+superpixel draw per batch and per image.
     flags = ["--data", str(demo_root), "--model", "simple-cnn", "--image-size", "32",
@@ -255,7 +256,9 @@ def results_without_timings(out: Path) -> pd.DataFrame:
 @pytest.mark.slow
 def test_study_killed_in_a_gan_and_in_a_classifier_reruns_to_the_same_results(
         monkeypatch, tmp_path, demo_root):
-    from keras_ganaug import callbacks, classifier_training, study
+    from keras_ganaug import study
+    from keras_ganaug.classify import training as classifier_training
+    from keras_ganaug.gans import callbacks
 
     def config(out):
         return study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ganaug import data
-from keras_ganaug.demo import draw_lesion
+from keras_ganaug.data import images as data
+from keras_ganaug.data.demo import draw_lesion
 from keras_ganaug.errors import UserError
 
 

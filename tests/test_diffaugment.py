@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans import diffaugment as da
+from keras_ganaug.gans import augment as da
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -341,7 +341,7 @@ DISTRIBUTED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_ganaug.gans.diffaugment import make_augmenter
+    from keras_ganaug.gans.augment import make_augmenter
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         ada = make_augmenter("ada", seed=0, speed_images=64, interval=2, initial_p=1.0)

@@ -91,8 +91,8 @@ def exports(tmp_path_factory):
     in which the fast layers' custom gradients run (its images are computed in float32 by the
     export and in bfloat16 in process, so they have no in-process hash to match)."""
     from keras_ganaug import runtime
-    from keras_ganaug.data import to_uint8
-    from keras_ganaug.export import export_gan
+    from keras_ganaug.data.images import to_uint8
+    from keras_ganaug.gans.export import export_gan
 
     root = tmp_path_factory.mktemp("exports")
     trained = {}
@@ -232,16 +232,17 @@ def test_public_gan_names_are_the_registry_classes_and_importing_them_is_lazy():
     import keras
 
     from keras_ganaug import gans
+    from keras_ganaug.gans import gan_class
 
-    assert (gans.DCGAN, gans.CGAN, gans.InfoGAN) == tuple(map(gans.gan_class,
+    assert (gans.DCGAN, gans.CGAN, gans.InfoGAN) == tuple(map(gan_class,
                                                               ("dcgan", "cgan", "infogan")))
-    assert gans.WGANGP is gans.gan_class("wgan-gp")
-    assert gans.ConditionalWGANGP is gans.gan_class("wgan-gp", conditional=True)
+    assert gans.WGANGP is gan_class("wgan-gp")
+    assert gans.ConditionalWGANGP is gan_class("wgan-gp", conditional=True)
     for name in ("DCGAN", "CGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN"):
         assert keras.saving.get_registered_object(f"keras_ganaug>{name}") is getattr(gans, name)
     with pytest.raises(AttributeError):
         gans.StyleGAN  # noqa: B018
-    proc = run_script("-c", "import sys, keras_ganaug.gans as g; print(g.GAN_NAMES); "
+    proc = run_script("-c", "import sys, keras_ganaug.gans.registry as g; print(g.GAN_NAMES); "
                             "print('tensorflow' in sys.modules)")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-1] == "False"  # the CLIs read GAN_NAMES before parsing flags
@@ -250,7 +251,7 @@ def test_public_gan_names_are_the_registry_classes_and_importing_them_is_lazy():
 def test_train_classifier_reads_format_1_exports(tmp_path):
     """A format-1 export (generate with exactly int32/int64/int32, no SignatureDefs: what the
     fixture writes) is still read; a format newer than this package reads is refused."""
-    from keras_ganaug.classifier_training import open_generator
+    from keras_ganaug.classify.sources import open_generator
     from keras_ganaug.errors import UserError
     from keras_ganaug.synthesize import synthesize
     from tests.classifier_fixtures import write_fake_generator

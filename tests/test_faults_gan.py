@@ -39,7 +39,7 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_root) -> Path:
     """A finished 1-epoch DCGAN run (export, checkpoint of epoch 1, history)."""
-    from keras_ganaug.gan_training import GANConfig, run
+    from keras_ganaug.gans.training import GANConfig, run
 
     out = tmp_path_factory.mktemp("gan_runs") / "finished"
     run(GANConfig(data=str(data_root), class_name="malignant", image_size=32, width=8,
@@ -79,10 +79,6 @@ def test_class_folder_empty(capsys, tmp_path, finished_run):
 
 
 def test_conditional_gan_needs_two_classes(capsys, tmp_path, finished_run):
-    from keras_ganaug.gans import GAN_NAMES
-
-    if "cgan" not in GAN_NAMES:
-        pytest.skip("--gan cgan is not registered on this branch yet (keras_ganaug.gans.GAN_NAMES)")
     root = image_folder(tmp_path / "data", {"train": {"malignant": 8}})
     expect_refusal(capsys, root, finished_run, "--gan cgan", "at least two classes",
                    extra=("--gan", "cgan"))
@@ -255,7 +251,7 @@ image.save(sys.argv[1], quality=80)
 
 LOAD_AND_MEASURE = """
 import json, sys
-from keras_ganaug import data
+from keras_ganaug.data import images as data
 assert "tensorflow" not in sys.modules
 
 def status_mib(key):
@@ -302,7 +298,7 @@ def test_malformed_flag_is_one_line(capsys, data_root, finished_run, flags, need
 def test_kimg_gives_every_n_the_same_updates_and_holds_out_val(capsys, data_root, tmp_path):
     """--kimg: a fixed batch and the same number of steps for 6 and 8 training images; the
     classifier's validation images of the same --n-real and --seed are never trained on."""
-    from keras_ganaug.data import list_images, select_real, split_validation
+    from keras_ganaug.data.images import list_images, select_real, split_validation
 
     steps = {}
     for n_real in (6, 8):

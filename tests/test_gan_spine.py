@@ -28,7 +28,7 @@ print(json.dumps({"dtype": str(a["images"].dtype.name), "shape": list(a["images"
 
 @pytest.fixture(scope="module")
 def tiny_dataset():
-    from keras_ganaug.data import make_dataset
+    from keras_ganaug.data.images import make_dataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8)
@@ -73,8 +73,8 @@ def test_generator_builders_scale_with_size_and_channels():
 
 
 def test_export_reloads_in_a_fresh_process_with_the_same_images(tmp_path, tiny_dataset):
-    from keras_ganaug.data import to_uint8
-    from keras_ganaug.export import export_gan, load_metadata
+    from keras_ganaug.data.images import to_uint8
+    from keras_ganaug.gans.export import export_gan, load_metadata
 
     gan = _dcgan()
     gan.fit(tiny_dataset, epochs=1, verbose=0, shuffle=False)
@@ -98,7 +98,7 @@ def test_export_is_atomic_when_the_write_fails(tmp_path, tiny_dataset, monkeypat
     import tensorflow as tf
 
     from keras_ganaug.errors import UserError
-    from keras_ganaug.export import export_gan
+    from keras_ganaug.gans.export import export_gan
 
     gan = _dcgan()
     export_gan(gan, tmp_path, {"trained_class": "a", "trained_class_id": 0})

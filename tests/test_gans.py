@@ -158,7 +158,7 @@ def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
 
 
 def test_ada_speed_follows_the_training_set_size():
-    from keras_ganaug.gan_training import ADA_SPEED_EPOCHS
+    from keras_ganaug.gans.training import ADA_SPEED_EPOCHS
 
     # 10 images: p may cross [0, 1] after 50 passes over them (500 images), not after 5000.
     gan = _gan("wgan-gp", augment="ada", ada_speed_images=ADA_SPEED_EPOCHS * 10)
@@ -168,7 +168,7 @@ def test_ada_speed_follows_the_training_set_size():
 
 # ---- CGAN ------------------------------------------------------------------------------------
 def test_cgan_generates_each_class_in_its_colour():
-    from keras_ganaug.data import make_dataset
+    from keras_ganaug.data.images import make_dataset
 
     images, labels = _colour_set()
     dataset = make_dataset(images, labels, 16, shuffle=True, seed=0, drop_remainder=True)
@@ -191,7 +191,7 @@ def test_cgan_generates_each_class_in_its_colour():
 
 
 def test_class_balanced_batches_show_the_minority_class_half_the_time():
-    from keras_ganaug.gan_training import real_batches
+    from keras_ganaug.gans.training import real_batches
 
     images = np.zeros((64, 32, 32, 3), np.uint8)
     labels = np.array([0] * 60 + [1] * 4, np.int32)
@@ -201,7 +201,7 @@ def test_class_balanced_batches_show_the_minority_class_half_the_time():
 
 def test_real_batches_are_a_function_of_seed_and_epoch():
     """What exact --resume rests on: epoch e's batches, whether reached or started at."""
-    from keras_ganaug.gan_training import real_batches
+    from keras_ganaug.gans.training import real_batches
 
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
     labels = np.zeros(10, np.int32)
@@ -228,7 +228,7 @@ def test_real_batches_are_a_function_of_seed_and_epoch():
 def test_infogan_q_head_recovers_the_categorical_code():
     import tensorflow as tf
 
-    from keras_ganaug.data import make_dataset
+    from keras_ganaug.data.images import make_dataset
 
     images, labels = _colour_set(16)
     dataset = make_dataset(images, np.zeros_like(labels), 16, shuffle=True, seed=0,
@@ -333,7 +333,7 @@ def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(tmp_path, demo_root):
     """
     import dataclasses
 
-    from keras_ganaug.gan_training import GANConfig, run
+    from keras_ganaug.gans.training import GANConfig, run
     from keras_ganaug.gans.wgan_gp import WGANGP
 
     config = GANConfig(data=str(demo_root), class_name="malignant", gan="wgan-gp", n_real=16,

@@ -15,7 +15,7 @@ MEASURES = {"kid", "kid_std", "precision", "recall", "pr_samples", "memorization
 
 
 def _lesions(count, seed, size=32):
-    from keras_ganaug.demo import draw_lesion
+    from keras_ganaug.data.demo import draw_lesion
 
     rng = np.random.default_rng(seed)
     return np.stack([draw_lesion(rng, malignant=True, size=size) for _ in range(count)])
@@ -24,7 +24,7 @@ def _lesions(count, seed, size=32):
 @pytest.fixture(scope="module")
 def encoder_file(tmp_path_factory, demo_root):
     """A tiny encoder trained on every demo training image, saved as the CLI's --features."""
-    from keras_ganaug.data import list_images, load_images
+    from keras_ganaug.data.images import list_images, load_images
     from keras_ganaug.metrics.features import TINY_WIDTHS, save_feature_space, train_feature_space
 
     images = load_images(list_images(demo_root, "train"), 32, 3)[0]
@@ -38,9 +38,9 @@ def encoder_file(tmp_path_factory, demo_root):
 def export(tmp_path_factory, demo_root):
     """An (untrained) tiny DCGAN export of the demo's malignant class, with the 16 images it
     'trained' on listed as train_gan.py lists them."""
-    from keras_ganaug.data import file_hashes, list_images, select_real, write_file_list
-    from keras_ganaug.export import export_gan
+    from keras_ganaug.data.images import file_hashes, list_images, select_real, write_file_list
     from keras_ganaug.gans.dcgan import DCGAN
+    from keras_ganaug.gans.export import export_gan
 
     train = list_images(demo_root, "train")
     seen = select_real(train, "malignant", 16, seed=0)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ganaug.data import list_images
-from keras_ganaug.demo import make_demo_data
-from keras_ganaug.leakage import (
+from keras_ganaug.data.demo import make_demo_data
+from keras_ganaug.data.images import list_images
+from keras_ganaug.data.leakage import (
     NEAR_DUPLICATE_CORRELATION,
     check_training_hashes,
     describe,

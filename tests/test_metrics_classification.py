@@ -7,12 +7,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from keras_ganaug.metrics.classification import (
-    classification_metrics,
-    plot_confusion_matrix,
-    plot_learning_curves,
-    plot_roc,
-)
+from keras_ganaug.metrics.classification import classification_metrics
+from keras_ganaug.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
 
 
 def _predictions(n: int, n_classes: int, seed: int):

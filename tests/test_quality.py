@@ -116,7 +116,7 @@ def test_quality_report_measures_against_unseen_reals():
 
 
 def _lesions(count, seed, size=32):
-    from keras_ganaug.demo import draw_lesion
+    from keras_ganaug.data.demo import draw_lesion
 
     rng = np.random.default_rng(seed)
     return np.stack([draw_lesion(rng, malignant=True, size=size) for _ in range(count)])

@@ -13,7 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from keras_ganaug.classifier_training import ClassifierConfig, run
+from keras_ganaug.classify.config import ClassifierConfig
+from keras_ganaug.classify.training import run
 from tests.conftest import run_script
 
 CLASSIFIER = {"model": "simple-cnn", "image_size": 32, "epochs": 2, "batch_size": 16,
@@ -69,8 +70,8 @@ def test_deterministic_flag_runs_and_changes_at_most_the_last_bits_on_cpu(tmp_pa
 
 
 def gan_run(data_root, out, seed: int) -> np.ndarray:
-    from keras_ganaug.gan_training import GANConfig
-    from keras_ganaug.gan_training import run as train
+    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.training import run as train
     from keras_ganaug.synthesize import synthesize
 
     train(GANConfig(data=str(data_root), class_name="malignant", n_real=12, image_size=32,

@@ -125,7 +125,7 @@ CLASSIFIER_EQUIVALENCE = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from keras_ganaug import runtime
-    from keras_ganaug.classifiers import build_classifier
+    from keras_ganaug.classify.networks import build_classifier
 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (16, 32, 32, 3)).astype("float32")

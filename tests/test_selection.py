@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_ganaug.metrics.classification import decide, tune_decision, tuned_metrics
-from keras_ganaug.selection import (
+from keras_ganaug.classify.selection import (
     balanced_log_loss,
     best_epoch,
     early_stopping,
     validation_scores,
 )
+from keras_ganaug.metrics.classification import decide, tune_decision, tuned_metrics
 
 
 def test_val_tuned_threshold_on_a_constructed_example():

@@ -1,23 +1,27 @@
-"""The GANs of the reference studies, by the name users type on the command line and as classes.
+"""The GANs of the reference studies, as Keras models with one shared training loop.
 
     from keras_ganaug.gans import DCGAN, CGAN, WGANGP, ConditionalWGANGP, InfoGAN
 
-The classes are imported on first use, so `import keras_ganaug.gans` (the CLIs read GAN_NAMES
-before parsing flags) does not load TensorFlow; using any of them imports and registers them all
-with Keras, so keras.models.load_model reads a saved GAN of any kind.
+The classes are imported on first use, so `import keras_ganaug.gans` does not load TensorFlow;
+using any of them imports and registers them all with Keras, so keras.models.load_model reads a
+saved GAN of any kind. The names users type are in gans/registry.py.
 """
 
 from __future__ import annotations
 
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.registry import CLASS_NAMES, CONDITIONAL_VARIANTS, GAN_NAMES
 
-GAN_NAMES = ("dcgan", "cgan", "wgan-gp", "infogan")
-CONDITIONAL_VARIANTS = ("wgan-gp",)  # GANs that --conditional turns class-conditional
-__all__ = ["CGAN", "DCGAN", "GAN_NAMES", "WGANGP", "ConditionalWGANGP", "InfoGAN", "gan_class"]
-_CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")
+__all__ = [*CLASS_NAMES, "gan_class"]
 
 
-def _classes() -> dict:
+def __getattr__(name: str):
+    if name in CLASS_NAMES:  # anything else (submodules being imported...) is not ours to load
+        return gan_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def gan_classes() -> dict:
     """Every GAN class by its Python name (importing their modules registers them with Keras)."""
     from keras_ganaug.gans.cgan import CGAN
     from keras_ganaug.gans.dcgan import DCGAN
@@ -26,12 +30,6 @@ def _classes() -> dict:
 
     return {"CGAN": CGAN, "DCGAN": DCGAN, "WGANGP": WGANGP,
             "ConditionalWGANGP": ConditionalWGANGP, "InfoGAN": InfoGAN}
-
-
-def __getattr__(name: str):
-    if name in _CLASS_NAMES:  # anything else (submodules being imported...) is not ours to load
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def gan_class(name: str, conditional: bool = False):
@@ -45,5 +43,5 @@ def gan_class(name: str, conditional: bool = False):
         raise UserError(f"--conditional: --gan {name} has no conditional variant; use --gan cgan "
                         f"(a conditional DCGAN) or --gan wgan-gp --conditional")
     if name == "wgan-gp":
-        return _classes()["ConditionalWGANGP" if conditional else "WGANGP"]
-    return _classes()[{"dcgan": "DCGAN", "cgan": "CGAN", "infogan": "InfoGAN"}[name]]
+        return gan_classes()["ConditionalWGANGP" if conditional else "WGANGP"]
+    return gan_classes()[{"dcgan": "DCGAN", "cgan": "CGAN", "infogan": "InfoGAN"}[name]]

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans import networks
-from keras_ganaug.gans.diffaugment import make_augmenter
+from keras_ganaug.gans.augment import make_augmenter
 
 
 class GAN(keras.Model):

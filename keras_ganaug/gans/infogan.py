@@ -117,8 +117,8 @@ class InfoGAN(DCGAN):
 
     def write_code_sweep(self, path: str | os.PathLike, columns: int = 8) -> None:
         """The code sweep grid as a PNG: what each code controls, at a glance."""
-        from keras_ganaug.callbacks import image_grid, save_png
-        from keras_ganaug.data import to_uint8
+        from keras_ganaug.data.images import to_uint8
+        from keras_ganaug.plots import image_grid, save_png
 
         images = to_uint8(self.code_sweep(columns)).numpy()
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ class WGANGP(GAN):
 
     def __init__(self, *args, n_critic: int = 5, gp_weight: float = 10.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.d_steps, self.n_critic, self.gp_weight = n_critic, n_critic, gp_weight
+        self.d_steps, self.gp_weight = n_critic, gp_weight  # d_steps: the loop's n_critic
 
     def discriminator_loss(self, real_out, fake_out, u, class_ids):
         return critic_scores(fake_out) - critic_scores(real_out), {}
@@ -71,10 +71,10 @@ class WGANGP(GAN):
         return self.gp_weight * gradient_penalty(critic, real, fake, alpha)
 
     def export_info(self) -> dict:
-        return {"n_critic": self.n_critic, "gp_weight": self.gp_weight}
+        return {"n_critic": self.d_steps, "gp_weight": self.gp_weight}
 
     def get_config(self):
-        return {**super().get_config(), "n_critic": self.n_critic, "gp_weight": self.gp_weight}
+        return {**super().get_config(), "n_critic": self.d_steps, "gp_weight": self.gp_weight}
 
 
 @keras.saving.register_keras_serializable(package="keras_ganaug")

@@ -1,1 +1,1 @@
-"""Metrics, one file per family: classification (accuracy, AUC, per-class P/R/F1) and GAN quality."""
+"""Metrics, one file per family: classification, GAN quality (with its feature space) and the study's statistics."""

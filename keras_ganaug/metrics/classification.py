@@ -1,4 +1,4 @@
-"""Classification metrics on a held-out split, and the figures that go with them.
+"""Classification metrics on a held-out split (their figures are in plots.py).
 
 Scores are class probabilities [N, K]; the predicted class is their argmax. ROC AUC is the binary
 AUC of the positive class (index 1) for two classes and the macro one-vs-rest AUC for more. The
@@ -8,10 +8,7 @@ package reports, so every run and every study cell means the same thing by "AUC"
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from sklearn import metrics as skm
@@ -147,86 +144,3 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     probs = scores / scores.sum(axis=1, keepdims=True)
     return float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro",
                                    labels=np.arange(n_classes)))
-
-
-def save_figure(fig, path: str | os.PathLike) -> str:
-    """Write a matplotlib figure atomically (temp sibling, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return str(path)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # figures are files; no display is assumed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_learning_curves(history: dict[str, Sequence[float]], path: str | os.PathLike) -> str:
-    """Loss and accuracy per epoch, train vs validation, as one PNG."""
-    from matplotlib.ticker import MaxNLocator
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
-        for prefix, label in (("", "train"), ("val_", "validation")):
-            values = history.get(prefix + key)
-            if values:
-                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    return save_figure(fig, path)
-
-
-def plot_roc(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-             path: str | os.PathLike) -> str:
-    """ROC curve of the positive class (binary) or one curve per class (one-vs-rest)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    classes = [1] if len(class_names) == 2 else range(len(class_names))
-    for k in classes:
-        positives = np.asarray(y_true) == k
-        if positives.all() or not positives.any():
-            continue
-        fpr, tpr, _ = skm.roc_curve(positives, scores[:, k])
-        auc = skm.auc(fpr, tpr)
-        ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(loc="lower right")
-    return save_figure(fig, path)
-
-
-def plot_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
-                          path: str | os.PathLike) -> str:
-    """Confusion matrix with counts (rows: true class, columns: predicted class)."""
-    plt = pyplot()
-    matrix = np.asarray(confusion)
-    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > threshold else "black")
-    return save_figure(fig, path)

@@ -79,8 +79,8 @@ def train_feature_space(images_uint8: np.ndarray, seed: int = 0, epochs: int = F
     import keras
     import tensorflow as tf
 
-    from keras_ganaug.data import to_float
-    from keras_ganaug.gans.diffaugment import ada_augment
+    from keras_ganaug.data.images import to_float
+    from keras_ganaug.gans.augment import ada_augment
 
     images_uint8 = np.asarray(images_uint8)
     if images_uint8.ndim != 4 or images_uint8.shape[1] != images_uint8.shape[2]:

@@ -200,7 +200,7 @@ def feature_model(classifier):
 
 def extract_features(model, images_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """uint8 images -> float features, through `model` fed [-1, 1] floats like every classifier."""
-    from keras_ganaug.data import to_float
+    from keras_ganaug.data.images import to_float
 
     chunks = [np.asarray(model(to_float(images_uint8[i:i + batch_size]), training=False))
               for i in range(0, len(images_uint8), batch_size)]
@@ -270,7 +270,7 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    from keras_ganaug.data import to_float
+    from keras_ganaug.data.images import to_float
 
     first, second = np.asarray(first_uint8), np.asarray(second_uint8)
     if first.shape[1:] != second.shape[1:] or first.ndim != 4:

@@ -28,10 +28,6 @@ class Estimate:
     ci_high: float
     n: int
 
-    @property
-    def half_width(self) -> float:
-        return (self.ci_high - self.ci_low) / 2
-
 
 @dataclass(frozen=True)
 class PairedDifference:

@@ -50,9 +50,9 @@ import keras
 import tensorflow as tf
 
 from keras_ganaug import __version__
-from keras_ganaug.data import to_float, to_uint8
+from keras_ganaug.data.images import to_float, to_uint8
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import write_json_atomic
+from keras_ganaug.io import write_json_atomic
 
 METADATA_FILE = "metadata.json"
 # 2: signatures, int32/int64 arguments, float32 stock-layer graphs, and latent_size (the width of

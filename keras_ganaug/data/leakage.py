@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_ganaug.data import ImageSet, file_hashes, load_images
+from keras_ganaug.data.images import ImageSet, file_hashes, load_images
 
 FINGERPRINT_SIZE = 32
 # Thumbnail correlation at or above this is "the same picture" (see the module docstring).

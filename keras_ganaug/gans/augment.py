@@ -22,8 +22,8 @@ import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.registry import AUGMENT_KINDS
 
-AUGMENT_KINDS = ("none", "diffaugment", "ada")
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")
 DIFFAUGMENT_POLICY = ",".join(DIFFAUGMENT_OPS)
 

@@ -1,14 +1,7 @@
-"""The classifiers of the studies: two small CNNs trained from scratch and two transfer models.
+"""The classifiers as Keras graphs (which models exist, and what each needs, is models.py).
 
 Every model takes float32 images in [-1, 1] (what data.make_dataset yields) and outputs softmax
 probabilities over the classes; it is compiled with Adam and sparse cross-entropy.
-
-simple-cnn  the skin study's small PyTorch-style baseline: 3 conv/pool blocks, a small dense head
-cnn5        the CT study's: 5 blocks conv3x3 -> BN -> ReLU -> maxpool (32, 32, 64, 64, 128 filters),
-            dense 256 and 128 with dropout 0.25
-vgg16       keras.applications backbone (include_top=False) + a new head; [-1, 1] inputs are mapped
-resnet50    back to [0, 255] RGB and through the application's own preprocess_input (caffe mode:
-            BGR, ImageNet mean subtracted); grey images are repeated to three channels
 """
 
 from __future__ import annotations
@@ -18,15 +11,16 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from keras_ganaug.classifier_training import check_imagenet_reachable, imagenet_help
+from keras_ganaug.classify.models import (
+    CUSTOM_MODELS,
+    DEFAULT_LEARNING_RATE,
+    MIN_IMAGE_SIZE,
+    MODELS,
+    TRANSFER_MODELS,
+    check_imagenet_reachable,
+    imagenet_help,
+)
 from keras_ganaug.errors import UserError
-
-CUSTOM_MODELS = ("simple-cnn", "cnn5")
-TRANSFER_MODELS = ("vgg16", "resnet50")
-MODELS = CUSTOM_MODELS + TRANSFER_MODELS
-# Smallest input each model accepts: five 2x poolings need 32 px; keras.applications need 32 px.
-MIN_IMAGE_SIZE = {"simple-cnn": 8, "cnn5": 32, "vgg16": 32, "resnet50": 32}
-DEFAULT_LEARNING_RATE = {"simple-cnn": 1e-3, "cnn5": 1e-3, "vgg16": 1e-4, "resnet50": 1e-4}
 
 
 def _application(model_name: str):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ganaug import data as data_lib
-from keras_ganaug.data import DEFAULT_VAL_FRACTION
+from keras_ganaug.data import images as data_lib
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import ensure_writable, finish_in, stage_replacement
+from keras_ganaug.io import ensure_writable, finish_in, stage_replacement
 
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
@@ -21,6 +21,7 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
                "drop_test_duplicates")
+DEFAULT_EPOCHS = 50
 # ADA's p may move from 0 to 1 after this many passes over the real images, whatever their number.
 ADA_SPEED_EPOCHS = 50
 
@@ -34,7 +35,7 @@ class GANConfig:
     n_real: int | None = None  # None = every image of the class
     image_size: int = 64
     channels: int = 3
-    epochs: int = 50
+    epochs: int | None = None  # passes over the images; None: DEFAULT_EPOCHS unless kimg is set
     # The budget in thousands of real images shown to the discriminator (StyleGAN2-ADA's unit);
     # when set it replaces `epochs`, and batches keep `batch_size` whatever the set's size, so
     # every N gets the same number of updates. None: `epochs` passes over the images.
@@ -65,6 +66,51 @@ class GANConfig:
     precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16 (see runtime.py)
     strategy: str = "auto"  # auto, mirrored or multiworker (TF_CONFIG)
     steps_per_execution: int = 1
+
+
+# GAN options that only one GAN takes: what the option is, and the GAN it belongs to.
+GAN_OPTIONS = {"n_critic": "wgan-gp", "gp_weight": "wgan-gp", "cat_codes": "infogan",
+               "cont_codes": "infogan"}
+
+
+def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
+    """Refuse settings that cannot work, before any data is read or TensorFlow loads.
+
+    `given` names the GAN_OPTIONS the user set (the CLI knows; the dataclass holds defaults), so
+    an option meant for another GAN is an error rather than silently ignored.
+    """
+    from keras_ganaug import runtime
+    from keras_ganaug.gans.registry import GAN_NAMES
+
+    if config.gan not in GAN_NAMES:
+        raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
+    for option in given:
+        if GAN_OPTIONS[option] != config.gan:
+            raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "
+                            f"only, not --gan {config.gan}")
+    checks = [
+        (config.ema is None or 0 < config.ema < 1,
+         f"--ema {config.ema}: expected a decay in [0, 1), e.g. 0.999, or 0 for off"),
+        (config.precision in runtime.PRECISION_CHOICES, f"--precision {config.precision}: "
+         f"expected one of {', '.join(runtime.PRECISION_CHOICES)}"),
+        (config.strategy in runtime.STRATEGY_CHOICES, f"--strategy {config.strategy}: "
+         f"expected one of {', '.join(runtime.STRATEGY_CHOICES)}"),
+        (config.epochs is None or config.kimg is None,
+         "--epochs and --kimg: give one (--kimg sets the budget in images shown)"),
+        (config.kimg is None or config.kimg > 0,
+         f"--kimg {config.kimg}: expected a positive number of thousands of images"),
+        (config.snapshot_every >= 0,
+         f"--snapshot-every {config.snapshot_every}: expected 0 (off) or more"),
+        (config.checkpoint_every >= 0,
+         f"--checkpoint-every {config.checkpoint_every}: expected 0 (off) or more"),
+        (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
+        (config.cat_codes >= 2, f"--cat-codes {config.cat_codes}: expected 2 or more (default 4)"),
+        (config.cont_codes >= 0,
+         f"--cont-codes {config.cont_codes}: expected 0 or more (default 2)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
 
 
 def default_out(config: GANConfig, class_name: str) -> Path:
@@ -115,7 +161,7 @@ class TrainingSet:
 
 def prepare_training_set(config: GANConfig) -> TrainingSet:
     """Flags -> the checked, loaded training images of the run."""
-    from keras_ganaug.demo import make_demo_data
+    from keras_ganaug.data.demo import make_demo_data
     from keras_ganaug.gans import gan_class
     from keras_ganaug.gans.networks import check_image_size
 
@@ -163,7 +209,7 @@ def training_schedule(config: GANConfig, n_images: int, d_steps: int) -> dict:
     if config.kimg is None:
         batch_size = min(config.batch_size, n_images)
         return {"batch_size": batch_size, "steps_per_epoch": n_images // batch_size,
-                "epochs": config.epochs}
+                "epochs": config.epochs or DEFAULT_EPOCHS}
     batch_size = config.batch_size
     steps_per_epoch = max(1, math.ceil(n_images / batch_size))
     total_steps = max(1, math.ceil(config.kimg * 1000 / (batch_size * d_steps)))
@@ -219,9 +265,8 @@ def run(config: GANConfig) -> dict:
     """Train, export and return a summary: paths, epochs, images per second, final losses."""
     from keras_ganaug.gans import gan_class
 
+    check_config(config)
     gan_type = gan_class(config.gan, config.conditional)
-    if config.kimg is not None and config.kimg <= 0:
-        raise UserError(f"--kimg {config.kimg}: expected a positive number of thousands of images")
     data = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, data.class_name)
     work = _check_out(out, config)
@@ -250,9 +295,11 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     will be found: `out`, or the folder an --overwrite staged in `out` is to replace."""
     import keras
 
-    from keras_ganaug import callbacks as cb
     from keras_ganaug import runtime
-    from keras_ganaug.export import export_gan
+    from keras_ganaug.gans import callbacks as cb
+    from keras_ganaug.gans.export import export_gan
+    from keras_ganaug.io import trim_history
+    from keras_ganaug.plots import plot_history
 
     arrays, labels, images = data.arrays, data.labels, data.images
     class_name, class_id = data.class_name, data.class_id
@@ -278,7 +325,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     checkpoints = out / "checkpoints"
     checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every)
     initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
-    cb.trim_history(out / "history.csv", initial_epoch)
+    trim_history(out / "history.csv", initial_epoch)
     steps = epochs * steps_per_epoch
     metadata = {
         "class_names": list(images.class_names),
@@ -346,7 +393,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     if hasattr(gan, "write_code_sweep"):
         gan.write_code_sweep(out / "samples" / "codes.png")
     if (out / "history.csv").is_file():
-        cb.plot_history(out / "history.csv", out / "loss_curves.png")
+        plot_history(out / "history.csv", out / "loss_curves.png")
     return {"out": str(final), "generator": str(final / "generator"), "epochs": epochs,
             "steps": steps, "kimg": metadata["kimg"],
             "resumed_from_epoch": initial_epoch, "train_seconds": seconds,

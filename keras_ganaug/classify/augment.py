@@ -9,7 +9,7 @@ superpixel  scikit-image SLIC segments, each replaced by its mean colour with pr
             position), so a run, resumed or not, draws the same. Cost: about 4 ms per 64 px image
             and 0.1 s per 224 px image on one CPU core (it holds the GIL), every epoch.
 
-The GANs' differentiable augmentation (DiffAugment) lives in keras_ganaug/gans/diffaugment.py.
+The GANs' differentiable augmentation (DiffAugment) lives in keras_ganaug/gans/augment.py.
 """
 
 from __future__ import annotations

@@ -98,3 +98,20 @@ def _exchange(a: Path, b: Path) -> None:
     os.replace(b, aside)
     os.replace(a, b)
     os.replace(aside, a)
+
+
+def trim_history(history_csv: str | os.PathLike, epochs: int) -> None:
+    """Keep the first `epochs` rows of history.csv: a resumed run appends from its checkpoint.
+
+    A run killed after logging an epoch but before checkpointing it (or stopped by a NaN) would
+    otherwise leave rows that the resumed run logs again.
+    """
+    path = Path(history_csv)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs]
+    if kept != lines:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)

@@ -1,0 +1,122 @@
+"""Train a GAN on the minority class of an image set and export its generator as a SavedModel.
+
+    python train_gan.py                                   # DCGAN on the built-in demo data
+    python train_gan.py --data DIR --class malignant --n-real 100 --image-size 64 --kimg 40
+
+The console script keras-ganaug-train-gan and train_gan.py of a checkout both run main(): flags
+-> GANConfig -> keras_ganaug.gans.training.run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from keras_ganaug import runtime
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
+from keras_ganaug.errors import ArgumentParser, positive_int, quiet_tensorflow, run_cli
+from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
+from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", help="image-folder root ROOT/{train,test}/CLASS/* or tfds:NAME[:SPLIT]"
+                   " (default: the built-in demo set, written to data/demo)")
+    p.add_argument("--class", "--minority", dest="class_name",
+                   help="class to learn; for conditional GANs the class --n-real cuts\n"
+                   "(default: the one with the fewest train images)")
+    p.add_argument("--gan", default="dcgan", help=f"one of {', '.join(GAN_NAMES)} (default dcgan)")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional variant (wgan-gp); trains on every class")
+    p.add_argument("--n-critic", type=positive_int,
+                   help="wgan-gp: critic steps per generator step (default 5)")
+    p.add_argument("--gp-weight", type=float, help="wgan-gp: gradient penalty weight (default 10)")
+    p.add_argument("--cat-codes", type=int,
+                   help="infogan: values of the categorical code (default 4)")
+    p.add_argument("--cont-codes", type=int, help="infogan: continuous codes (default 2)")
+    p.add_argument("--n-real", type=int, help="cut the class to N real images, chosen by --seed "
+                   "(default: all)")
+    p.add_argument("--image-size", type=int, default=64, help="32, 64, 128 or 256 (default 64)")
+    p.add_argument("--channels", type=int, default=3, help="1 or 3 (default 3)")
+    p.add_argument("--resize", default="crop", help="crop (centre square, default) or pad")
+    p.add_argument("--epochs", type=positive_int,
+                   help="passes over the training images (default 50; or give --kimg)")
+    p.add_argument("--kimg", type=float,
+                   help="budget in thousands of real images shown to the discriminator, the same "
+                        "for every --n-real (batches keep --batch-size; replaces --epochs)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="with --epochs capped at the number of training images")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                   help="hold out this stratified fraction of each class, the validation split "
+                        "train_classifier.py draws for the same --n-real and --seed (0: none)")
+    p.add_argument("--drop-test-duplicates", action="store_true",
+                   help="leave out training images byte-identical to a test image")
+    p.add_argument("--latent-dim", type=positive_int, default=128)
+    p.add_argument("--width", type=positive_int, default=64,
+                   help="filters of the first D / last G layer; doubles per stage up to 512")
+    p.add_argument("--augment", default="none",
+                   help=f"{', '.join(AUGMENT_KINDS)}: differentiable augmentation for few-shot "
+                        f"training (default none)")
+    p.add_argument("--ema", type=float, default=0.999,
+                   help="EMA decay of the exported generator; 0 exports the raw generator")
+    p.add_argument("--seed", type=int, default=0, help="fixes subset, initialisation and noise")
+    p.add_argument("--deterministic", action="store_true",
+                   help="same seed, same bits on GPUs too (TensorFlow op determinism; slower)")
+    p.add_argument("--out", help="output folder (default saved_models/<gan>_<class>_n<N>)")
+    p.add_argument("--sample-every", type=positive_int,
+                   help="epochs between sample grids (default: epochs/10)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="epochs between SavedModel snapshots in OUT/snapshots (default 0: off)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="steps between extra checkpoints inside an epoch, for long epochs\n"
+                   "(default 0: a checkpoint at the end of every epoch only)")
+    runtime.add_flags(p)
+    p.add_argument("--steps-per-execution", type=positive_int, default=1,
+                   help="train steps per call into TensorFlow (default 1)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out unreadable images instead of stopping")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> GANConfig:
+    given = tuple(option for option in GAN_OPTIONS if getattr(args, option) is not None)
+    config = GANConfig(
+        data=args.data, class_name=args.class_name, gan=args.gan, conditional=args.conditional,
+        n_real=args.n_real, image_size=args.image_size, channels=args.channels,
+        epochs=args.epochs, kimg=args.kimg, val_fraction=args.val_fraction,
+        drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size,
+        latent_dim=args.latent_dim, width=args.width, augment=args.augment,
+        ema=args.ema or None, seed=args.seed, out=args.out, sample_every=args.sample_every,
+        snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,
+        resize=args.resize, skip_bad_images=args.skip_bad_images, overwrite=args.overwrite,
+        resume=args.resume, verbose=0 if args.quiet else 1, precision=args.precision,
+        strategy=args.strategy, steps_per_execution=args.steps_per_execution,
+        **{option: getattr(args, option) for option in given})
+    check_config(config, given)
+    return config
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    quiet_tensorflow()
+    if args.deterministic:  # see README, Reproducibility
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    from keras_ganaug.gans.training import run
+
+    summary = run(config)
+    rate = summary["images_per_second"]
+    print(f"generator: {summary['generator']}  ({summary['epochs']} epochs, "
+          f"{summary['kimg']:.1f} kimg, "
+          f"{summary['train_seconds']:.0f} s" + (f", {rate:.0f} img/s)" if rate else ")"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)

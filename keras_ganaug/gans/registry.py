@@ -1,0 +1,12 @@
+"""The names users type for the GAN side: the GANs, their conditional variants, the augmentations.
+
+Plain lists, importable without TensorFlow (the CLIs read them before parsing flags); the class
+each GAN name stands for is keras_ganaug.gans.gan_class.
+"""
+
+from __future__ import annotations
+
+GAN_NAMES = ("dcgan", "cgan", "wgan-gp", "infogan")
+CONDITIONAL_VARIANTS = ("wgan-gp",)  # GANs that --conditional turns class-conditional
+AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augment.py
+CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")

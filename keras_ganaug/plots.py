@@ -1,0 +1,133 @@
+"""Every figure the package draws: sample grids, loss and learning curves, ROC, confusion
+matrices and the study's metric plots. matplotlib is imported on first use, with the Agg
+backend, so importing the package stays cheap and works without a display."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images_uint8: np.ndarray, columns: int | None = None) -> np.ndarray:
+    """[N, H, W, C] uint8 -> one [rows*H, cols*W, C] mosaic with 2 px gaps."""
+    n, h, w, c = images_uint8.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (h + 2) - 2, columns * (w + 2) - 2, c), 255, np.uint8)
+    for i, image in enumerate(images_uint8):
+        r, col = divmod(i, columns)
+        grid[r * (h + 2): r * (h + 2) + h, col * (w + 2): col * (w + 2) + w] = image
+    return grid
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+
+
+def plot_history(history_csv: str | os.PathLike, path: str | os.PathLike) -> str:
+    """A GAN's loss curves: every logged column, one panel each, from history.csv."""
+    import pandas as pd
+
+    frame = pd.read_csv(history_csv)
+    # CSVLogger writes empty val_* columns when there is no validation data: leave them out.
+    columns = [c for c in frame.columns if c != "epoch" and frame[c].notna().any()]
+    fig, axes = pyplot().subplots(1, len(columns), figsize=(3.2 * len(columns), 2.8),
+                                  squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        ax.plot(frame["epoch"] + 1, frame[column])
+        ax.set_title(column)
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> str:
+    """Write a matplotlib figure atomically (temp sibling, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return str(path)
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend, imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; no display is assumed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history: dict[str, Sequence[float]], path: str | os.PathLike) -> str:
+    """Loss and accuracy per epoch, train vs validation, as one PNG."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_roc(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+             path: str | os.PathLike) -> str:
+    """ROC curve of the positive class (binary) or one curve per class (one-vs-rest)."""
+    from sklearn import metrics as skm
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    classes = [1] if len(class_names) == 2 else range(len(class_names))
+    for k in classes:
+        positives = np.asarray(y_true) == k
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = skm.roc_curve(positives, scores[:, k])
+        auc = skm.auc(fpr, tpr)
+        ax.plot(fpr, tpr, label=f"{class_names[k]} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                          path: str | os.PathLike) -> str:
+    """Confusion matrix with counts (rows: true class, columns: predicted class)."""
+    plt = pyplot()
+    matrix = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.2 * len(class_names) + 2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > threshold else "black")
+    return save_figure(fig, path)
