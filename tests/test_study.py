@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from keras_ganaug import study
 from keras_ganaug.errors import UserError
+from keras_ganaug.study import adapters, cli, grid, records, runner
 
 MINORITY_TRAIN = 24  # malignant training images of conftest's demo_root
 
@@ -83,13 +83,13 @@ def tiny_config(demo, out, **overrides):
                     methods=["real", "class-weights", "dcgan"], seeds=2, image_size=32,
                     epochs=1, gan_epochs=1, quality=False, out=str(out), verbose=0)
     settings.update(overrides)
-    return study.StudyConfig(**settings)
+    return grid.StudyConfig(**settings)
 
 
 def use_fakes(monkeypatch, fake):
-    monkeypatch.setattr(study, "train_classifier", fake.classifier)
-    monkeypatch.setattr(study, "train_generator", fake.gan)
-    monkeypatch.setattr(study, "check_classifier_settings", lambda config, methods: None)
+    monkeypatch.setattr(adapters, "train_classifier", fake.classifier)
+    monkeypatch.setattr(adapters, "train_generator", fake.gan)
+    monkeypatch.setattr(adapters, "check_classifier_settings", lambda config, methods: None)
 
 
 def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_path, monkeypatch):
@@ -97,13 +97,13 @@ def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_pat
     killed = FakeTraining(fail_on_call=2)
     use_fakes(monkeypatch, killed)
     with pytest.raises(KeyboardInterrupt):
-        study.run_study(tiny_config(demo, out))
+        runner.run_study(tiny_config(demo, out))
     assert len(killed.classifier_calls) == 1
     assert len(list((out / "cells").glob("*.json"))) == 1
 
     resumed = FakeTraining()
     use_fakes(monkeypatch, resumed)
-    outcome = study.run_study(tiny_config(demo, out))
+    outcome = runner.run_study(tiny_config(demo, out))
     all_calls = killed.classifier_calls + resumed.classifier_calls
     assert outcome == {"cells": 12, "ran": 11, "skipped": 1}
     assert sorted(all_calls) == sorted(set(all_calls)) and len(all_calls) == 12
@@ -113,15 +113,15 @@ def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_pat
 
     again = FakeTraining()
     use_fakes(monkeypatch, again)
-    assert study.run_study(tiny_config(demo, out))["ran"] == 0
+    assert runner.run_study(tiny_config(demo, out))["ran"] == 0
     assert again.classifier_calls == [] and again.gan_calls == []
-    assert [r["ran"] for r in study.invocations(out)] == [11, 0]
+    assert [r["ran"] for r in records.invocations(out)] == [11, 0]
 
 
 def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out))
+    runner.run_study(tiny_config(demo, out))
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
     assert len(results) == 12 and results["cell"].is_unique
     assert set(results["n_real"]) == {"8", "all"}
@@ -143,7 +143,7 @@ def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(demo, tmp_
                                                                       monkeypatch):
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out, seeds=3))
+    runner.run_study(tiny_config(demo, out, seeds=3))
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
     comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
@@ -180,10 +180,10 @@ def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch
 
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining(with_outputs=True))
-    study.run_study(tiny_config(demo, out, seeds=3, n_real=[8]))
+    runner.run_study(tiny_config(demo, out, seeds=3, n_real=[8]))
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
     comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
-    cells = study.finished_cells(out)
+    cells = records.finished_cells(out)
     runs = {}
     for arm in ("dcgan@balance", "real"):
         rows = sorted((r for r in cells.values() if r["arm"] == arm), key=lambda r: r["seed"])
@@ -209,7 +209,7 @@ def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch
 def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monkeypatch):
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out))
+    runner.run_study(tiny_config(demo, out))
     report = (out / "report.md").read_text()
     assert "| N real | real | class-weights | dcgan@balance |" in report
     assert "| all (24) |" in report
@@ -232,13 +232,13 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     # --report-only remakes everything from the files alone.
     (out / "report.md").unlink()
     (out / "summary.csv").unlink()
-    assert study.main(["--report-only", "--out", str(out)]) == 0
+    assert cli.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "summary.csv").is_file()
 
 
 def test_verdict_says_plainly_when_no_gan_arm_wins():
-    from keras_ganaug.report import verdict
+    from keras_ganaug.study.report import verdict
 
     frame = pd.DataFrame([{"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "100",
                            "metric": "accuracy", "diff": -0.04, "ci_low": -0.07,
@@ -255,13 +255,13 @@ def test_verdict_says_plainly_when_no_gan_arm_wins():
 def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):
     config = tiny_config(demo, tmp_path / "study",
                          methods=["real", "dcgan", "dcgan+classic", "classic"])
-    units = study.plan(config)
-    shards = [study.shard_units(units, (i, 3)) for i in range(3)]
+    units = grid.plan(config)
+    shards = [grid.shard_units(units, (i, 3)) for i in range(3)]
     cells = [[c.cell_id for unit in shard for c in unit] for shard in shards]
     assert sorted(sum(cells, [])) == sorted(c.cell_id for unit in units for c in unit)
     assert all(cells) and len(set(sum(cells, []))) == 16
-    loads = [sum(study.unit_cost(unit) for unit in shard) for shard in shards]
-    assert max(loads) - min(loads) <= max(study.unit_cost(unit) for unit in units)
+    loads = [sum(grid.unit_cost(unit) for unit in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(grid.unit_cost(unit) for unit in units)
     for shard in shards:  # both methods of one generator land in the same shard
         for unit in shard:
             assert len({c.generator_key for c in unit}) == 1
@@ -269,7 +269,7 @@ def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch)
     use_fakes(monkeypatch, fake)
     for i in range(3):
         config.shard = (i, 3)
-        study.run_study(config)
+        runner.run_study(config)
     assert len(fake.classifier_calls) == 16 and len(set(fake.classifier_calls)) == 16
     assert len(fake.gan_calls) == 4 == len(set(fake.gan_calls))
     results = pd.read_csv(tmp_path / "study" / "results.csv")
@@ -278,20 +278,20 @@ def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch)
 
 
 def test_method_names_are_parsed_and_canonical():
-    method = study.parse_method("dcgan+classic+diffaugment")
-    assert method == study.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
-    assert study.parse_method("wgan-gp+ada").gan_augment == "ada"
-    assert study.parse_method("class-weights") == study.Method("class-weights",
+    method = grid.parse_method("dcgan+classic+diffaugment")
+    assert method == grid.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
+    assert grid.parse_method("wgan-gp+ada").gan_augment == "ada"
+    assert grid.parse_method("class-weights") == grid.Method("class-weights",
                                                                class_weights=True)
-    assert study.parse_method("superpixel+classic").augment == "classic+superpixel"
+    assert grid.parse_method("superpixel+classic").augment == "classic+superpixel"
     for bad in ("dcgan+ada+diffaugment", "diffaugment", "classic+dcgan", "real+classic", "gan"):
         with pytest.raises(UserError):
-            study.parse_method(bad)
-    assert study.parse_n_real("10, 50,all") == [10, 50, None]
-    assert study.parse_shard("3/4") == (3, 4)
+            grid.parse_method(bad)
+    assert grid.parse_n_real("10, 50,all") == [10, 50, None]
+    assert grid.parse_shard("3/4") == (3, 4)
     for bad in ("4/4", "1", "a/2"):
         with pytest.raises(UserError):
-            study.parse_shard(bad)
+            grid.parse_shard(bad)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -306,7 +306,7 @@ def test_method_names_are_parsed_and_canonical():
 def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
     use_fakes(monkeypatch, FakeTraining())
     argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
-    assert study.main(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s" / "results.csv").exists()
@@ -314,9 +314,9 @@ def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch
 
 def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
     use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
+    runner.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
     with pytest.raises(UserError, match="--image-size 32"):
-        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
+        runner.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
 
 
 @pytest.mark.slow
@@ -324,7 +324,7 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
     """2 N x 3 methods x 2 seeds, 32 px, 1 epoch, real GANs and classifiers, killed and resumed."""
     pytest.importorskip("keras_ganaug.classifier_training")
     out = tmp_path / "study"
-    real_classifier, real_gan = study.train_classifier, study.train_generator
+    real_classifier, real_gan = adapters.train_classifier, adapters.train_generator
     classifier_calls, gan_calls = [], []
 
     def counted_classifier(config, method, n_real, seed, generators, synthetic, folder):
@@ -338,17 +338,17 @@ def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch)
         gan_calls.append(folder.name)
         return real_gan(config, cell, folder, class_name)
 
-    monkeypatch.setattr(study, "train_classifier", counted_classifier)
-    monkeypatch.setattr(study, "train_generator", counted_gan)
-    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8, None],
+    monkeypatch.setattr(adapters, "train_classifier", counted_classifier)
+    monkeypatch.setattr(adapters, "train_generator", counted_gan)
+    config = grid.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8, None],
                                methods=["real", "class-weights", "dcgan"], seeds=2,
                                model="simple-cnn", image_size=32, epochs=1, gan_epochs=1,
                                out=str(out), verbose=0)
     with pytest.raises(KeyboardInterrupt):
-        study.run_study(config)
+        runner.run_study(config)
     finished_before = {p.stem for p in (out / "cells").glob("*.json")}
     assert len(finished_before) == 4  # three cells of N=8 seed 0, one of seed 1
-    assert study.run_study(config) == {"cells": 12, "ran": 8, "skipped": 4}
+    assert runner.run_study(config) == {"cells": 12, "ran": 8, "skipped": 4}
 
     trained = [c for c in classifier_calls if c != "killed"]
     assert len(trained) == len(set(trained)) == 12  # each cell once (features: not a classifier)
@@ -386,10 +386,10 @@ def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path
                                                                   monkeypatch, flags, message):
     pytest.importorskip("keras_ganaug.classifier_training")
     fake = FakeTraining()
-    monkeypatch.setattr(study, "train_generator", fake.gan)
+    monkeypatch.setattr(adapters, "train_generator", fake.gan)
     argv = ["--data", str(demo), "--n-real", "8", "--methods", "dcgan,real",
             "--out", str(tmp_path / "s"), *flags]
-    assert study.main(argv) == 2
+    assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
     assert fake.gan_calls == []
 
@@ -409,8 +409,8 @@ def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monk
                 "minority_recall": 0.6}
 
     use_fakes(monkeypatch, FakeTraining())
-    monkeypatch.setattr(study, "evaluate_classifier", fake_evaluate)
-    study.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
+    monkeypatch.setattr(adapters, "evaluate_classifier", fake_evaluate)
+    runner.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
     assert evaluated == [23] * 4  # 24 test images less the one copied into train, every cell
     results = pd.read_csv(tmp_path / "s" / "results.csv")
     assert results["accuracy_leak_free"].eq(0.75).all() and results["n_test_leak_free"].eq(23).all()
@@ -428,13 +428,13 @@ def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
 
     config = tiny_config(demo, tmp_path / "s", model="simple-cnn")
     folder = tmp_path / "run"
-    metrics = study.train_classifier(config, study.Method("real"), 8, 0, [], None, folder)
+    metrics = adapters.train_classifier(config, grid.Method("real"), 8, 0, [], None, folder)
     x_test, y_test, _, _ = load_images(list_images(demo, "test"), 32, 3)
-    again = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
+    again = adapters.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
     assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
-    tuned = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant",
+    tuned = adapters.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant",
                                       metrics["decision"])
     for key in ("accuracy", "balanced_accuracy", "minority_recall"):
         assert tuned[key] == pytest.approx(metrics["val_tuned"][key])
@@ -446,8 +446,8 @@ def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
     def interrupted(config, argv=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study, "run_study", interrupted)
-    code = study.main(["--methods", "real", "--n-real", "8", "--seeds", "1",
+    monkeypatch.setattr(cli, "run_study", interrupted)
+    code = cli.main(["--methods", "real", "--n-real", "8", "--seeds", "1",
                        "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 130
@@ -455,24 +455,24 @@ def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
 
 
 def test_oversample_and_ratio_axis_are_parsed():
-    method = study.parse_method("oversample+classic")
-    assert method == study.Method("oversample+classic", augment="classic", oversample=True)
-    assert method.adds_images and not study.parse_method("class-weights+classic").adds_images
-    assert study.parse_method("dcgan+all-classes").all_classes
+    method = grid.parse_method("oversample+classic")
+    assert method == grid.Method("oversample+classic", augment="classic", oversample=True)
+    assert method.adds_images and not grid.parse_method("class-weights+classic").adds_images
+    assert grid.parse_method("dcgan+all-classes").all_classes
     for bad in ("classic+all-classes", "oversample+dcgan", "oversample+ada"):
         with pytest.raises(UserError):
-            study.parse_method(bad)
-    assert study.parse_synthetic_list("balance, 1:1,20%") == ["balance", "1:1", "20%"]
+            grid.parse_method(bad)
+    assert grid.parse_synthetic_list("balance, 1:1,20%") == ["balance", "1:1", "20%"]
     for bad in ("balance,balance", "lots", ""):
         with pytest.raises(UserError):
-            study.parse_synthetic_list(bad)
-    config = study.StudyConfig(methods=["real", "oversample", "dcgan"], n_real=[8], seeds=1,
+            grid.parse_synthetic_list(bad)
+    config = grid.StudyConfig(methods=["real", "oversample", "dcgan"], n_real=[8], seeds=1,
                                synthetic=["balance", "1:1"])
-    ids = sorted(c.cell_id for unit in study.plan(config) for c in unit)
+    ids = sorted(c.cell_id for unit in grid.plan(config) for c in unit)
     assert ids == ["n8_s0_dcgan_1to1", "n8_s0_dcgan_balance", "n8_s0_oversample_1to1",
                    "n8_s0_oversample_balance", "n8_s0_real"]
     # The oversample baseline is compared only at the GAN arm's own ratio.
-    assert study.declared_comparisons(config) == [
+    assert grid.declared_comparisons(config) == [
         ("dcgan@balance", "real"), ("dcgan@balance", "oversample@balance"),
         ("dcgan@1:1", "real"), ("dcgan@1:1", "oversample@1:1")]
 
@@ -482,12 +482,12 @@ def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(demo_root, tmp_p
     """Real GANs at --gan-kimg 1 and real classifiers: oversample rows, both ratios, and no file
     of any classifier's val split among any generator's training files."""
     out = tmp_path / "study"
-    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[12],
+    config = grid.StudyConfig(data=str(demo_root), minority="malignant", n_real=[12],
                                methods=["real", "oversample", "dcgan"],
                                synthetic=["balance", "1:1"], seeds=1, model="simple-cnn",
                                image_size=32, epochs=2, min_epochs=0, gan_kimg=1,
                                gan_batch_size=16, quality=False, out=str(out), verbose=0)
-    study.run_study(config)
+    runner.run_study(config)
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str, "synthetic": str})
     assert set(results["arm"]) == {"real", "oversample@balance", "oversample@1:1",
                                    "dcgan@balance", "dcgan@1:1"}
