@@ -186,7 +186,7 @@ class Study:
                 f"n_test{LEAK_FREE}": len(y_test)}
 
     def run(self) -> dict:
-        """Run this shard's unfinished cells, then rebuild results, leakage check and report."""
+        """Run this shard's unfinished cells, rebuilding results.csv after each; returns counts."""
         units = shard_units(plan(self.config), self.config.shard)
         cells = [cell for unit in units for cell in unit]
         done = finished_cells(self.out)

@@ -42,7 +42,8 @@ def n_order(results: pd.DataFrame) -> list[str]:
 
 
 def arm_order(results: pd.DataFrame, configured: list[str] | None = None) -> list[str]:
-    """Arms in the order of --methods (then --synthetic), any others after them."""
+    """Arms in the order of --methods, any others after them; the arms of one method (its
+    ratios) in the order results.csv lists them."""
     present = list(dict.fromkeys(results["arm"]))
     if not configured:
         return present
