@@ -1,18 +1,22 @@
 """The study grid: CSV columns, CI arithmetic, resume after a kill, shards, report, CLI errors.
 
-Most tests swap the classifier and GAN training for fast deterministic fakes (the study's two
-adapter functions), so they test the grid itself; one test runs the real thing, tiny.
+Most tests swap the classifier and GAN training for fast deterministic fakes (the study's
+adapters), so they test the grid itself, and several read one shared fake study; the tests of real
+training read one shared real study, tiny.
 """
 
 import json
+import shutil
 import zlib
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from keras_ganaug import study
 from keras_ganaug.errors import UserError
+from keras_ganaug.study import adapters, cli, grid, records, runner
+from keras_ganaug.study.features import FeatureSpace
 
 MINORITY_TRAIN = 24  # malignant training images of conftest's demo_root
 
@@ -83,46 +87,52 @@ def tiny_config(demo, out, **overrides):
                     methods=["real", "class-weights", "dcgan"], seeds=2, image_size=32,
                     epochs=1, gan_epochs=1, quality=False, out=str(out), verbose=0)
     settings.update(overrides)
-    return study.StudyConfig(**settings)
+    return grid.StudyConfig(**settings)
 
 
 def use_fakes(monkeypatch, fake):
-    monkeypatch.setattr(study, "train_classifier", fake.classifier)
-    monkeypatch.setattr(study, "train_generator", fake.gan)
-    monkeypatch.setattr(study, "check_classifier_settings", lambda config, methods: None)
+    monkeypatch.setattr(adapters, "train_classifier", fake.classifier)
+    monkeypatch.setattr(adapters, "train_generator", fake.gan)
+    monkeypatch.setattr(adapters, "check_classifier_settings", lambda config, methods: None)
 
 
-def test_grid_resumes_after_a_kill_without_training_any_cell_twice(demo, tmp_path, monkeypatch):
-    out = tmp_path / "study"
-    killed = FakeTraining(fail_on_call=2)
-    use_fakes(monkeypatch, killed)
-    with pytest.raises(KeyboardInterrupt):
-        study.run_study(tiny_config(demo, out))
-    assert len(killed.classifier_calls) == 1
-    assert len(list((out / "cells").glob("*.json"))) == 1
+@pytest.fixture(scope="module")
+def fake_study(demo_root, tmp_path_factory):
+    """One fake grid (2 N x real, class-weights, dcgan x 2 seeds), killed in its second cell,
+    resumed, then run once more: the OUT the resume, results, summary and report tests read."""
+    out = tmp_path_factory.mktemp("fake") / "study"
+    killed, resumed, again = FakeTraining(fail_on_call=2), FakeTraining(), FakeTraining()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_fakes(monkeypatch, killed)
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_study(tiny_config(demo_root, out))
+        cells_after_kill = len(list((out / "cells").glob("*.json")))
+        use_fakes(monkeypatch, resumed)
+        outcome = runner.run_study(tiny_config(demo_root, out))
+        use_fakes(monkeypatch, again)
+        outcome_again = runner.run_study(tiny_config(demo_root, out))
+    return SimpleNamespace(out=out, killed=killed, resumed=resumed, again=again,
+                           cells_after_kill=cells_after_kill, outcome=outcome,
+                           outcome_again=outcome_again)
 
-    resumed = FakeTraining()
-    use_fakes(monkeypatch, resumed)
-    outcome = study.run_study(tiny_config(demo, out))
+
+def test_grid_resumes_after_a_kill_without_training_any_cell_twice(fake_study):
+    killed, resumed = fake_study.killed, fake_study.resumed
+    assert len(killed.classifier_calls) == 1 and fake_study.cells_after_kill == 1
     all_calls = killed.classifier_calls + resumed.classifier_calls
-    assert outcome == {"cells": 12, "ran": 11, "skipped": 1}
+    assert fake_study.outcome == {"cells": 12, "ran": 11, "skipped": 1}
     assert sorted(all_calls) == sorted(set(all_calls)) and len(all_calls) == 12
     # One generator per (N, seed), reused by nothing else here, trained once over both runs.
     assert sorted(killed.gan_calls + resumed.gan_calls) == [
         "dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
 
-    again = FakeTraining()
-    use_fakes(monkeypatch, again)
-    assert study.run_study(tiny_config(demo, out))["ran"] == 0
-    assert again.classifier_calls == [] and again.gan_calls == []
-    assert [r["ran"] for r in study.invocations(out)] == [11, 0]
+    assert fake_study.outcome_again["ran"] == 0
+    assert fake_study.again.classifier_calls == [] and fake_study.again.gan_calls == []
+    assert [r["ran"] for r in records.invocations(fake_study.out)] == [11, 0]
 
 
-def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
-    out = tmp_path / "study"
-    use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out))
-    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
+def test_results_csv_columns_and_rows(fake_study):
+    results = pd.read_csv(fake_study.out / "results.csv", dtype={"n_real": str})
     assert len(results) == 12 and results["cell"].is_unique
     assert set(results["n_real"]) == {"8", "all"}
     assert set(results["method"]) == {"real", "class-weights", "dcgan"}
@@ -139,11 +149,8 @@ def test_results_csv_columns_and_rows(demo, tmp_path, monkeypatch):
     assert results.loc[results["method"] == "real", "generator"].isna().all()
 
 
-def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(demo, tmp_path,
-                                                                      monkeypatch):
-    out = tmp_path / "study"
-    use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out, seeds=3))
+def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(fake_study):
+    out = fake_study.out
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
     comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
@@ -155,9 +162,9 @@ def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(demo, tmp_
     row = summary[(summary["arm"] == "dcgan@balance") & (summary["n_real"] == "8")
                   & (summary["metric"] == "accuracy")].iloc[0]
     values = seeds_of("dcgan", "8")
-    low, high = scipy_stats.t.interval(0.95, df=2, loc=values.mean(),
+    low, high = scipy_stats.t.interval(0.95, df=len(values) - 1, loc=values.mean(),
                                        scale=scipy_stats.sem(values))
-    assert row["seeds"] == 3 and row["interval"] == "t over seeds"
+    assert row["seeds"] == 2 and row["interval"] == "t over seeds"
     assert row["mean"] == pytest.approx(values.mean())
     assert row["std"] == pytest.approx(values.std(ddof=1))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
@@ -180,10 +187,10 @@ def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch
 
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining(with_outputs=True))
-    study.run_study(tiny_config(demo, out, seeds=3, n_real=[8]))
+    runner.run_study(tiny_config(demo, out, seeds=3, n_real=[8]))
     summary = pd.read_csv(out / "summary.csv", dtype={"n_real": str})
     comparisons = pd.read_csv(out / "comparisons.csv", dtype={"n_real": str})
-    cells = study.finished_cells(out)
+    cells = records.finished_cells(out)
     runs = {}
     for arm in ("dcgan@balance", "real"):
         rows = sorted((r for r in cells.values() if r["arm"] == arm), key=lambda r: r["seed"])
@@ -206,10 +213,9 @@ def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch
     assert "test_outputs" not in results.columns  # per-image lists stay in cells/*.json
 
 
-def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monkeypatch):
+def test_report_has_the_reference_table_leakage_and_figures(fake_study, tmp_path):
     out = tmp_path / "study"
-    use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, out))
+    shutil.copytree(fake_study.out, out)  # --report-only below rewrites files of the shared OUT
     report = (out / "report.md").read_text()
     assert "| N real | real | class-weights | dcgan@balance |" in report
     assert "| all (24) |" in report
@@ -232,13 +238,13 @@ def test_report_has_the_reference_table_leakage_and_figures(demo, tmp_path, monk
     # --report-only remakes everything from the files alone.
     (out / "report.md").unlink()
     (out / "summary.csv").unlink()
-    assert study.main(["--report-only", "--out", str(out)]) == 0
+    assert cli.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "summary.csv").is_file()
 
 
 def test_verdict_says_plainly_when_no_gan_arm_wins():
-    from keras_ganaug.report import verdict
+    from keras_ganaug.study.report import verdict
 
     frame = pd.DataFrame([{"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "100",
                            "metric": "accuracy", "diff": -0.04, "ci_low": -0.07,
@@ -255,21 +261,23 @@ def test_verdict_says_plainly_when_no_gan_arm_wins():
 def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):
     config = tiny_config(demo, tmp_path / "study",
                          methods=["real", "dcgan", "dcgan+classic", "classic"])
-    units = study.plan(config)
-    shards = [study.shard_units(units, (i, 3)) for i in range(3)]
+    units = grid.plan(config)
+    shards = [grid.shard_units(units, (i, 3)) for i in range(3)]
     cells = [[c.cell_id for unit in shard for c in unit] for shard in shards]
     assert sorted(sum(cells, [])) == sorted(c.cell_id for unit in units for c in unit)
     assert all(cells) and len(set(sum(cells, []))) == 16
-    loads = [sum(study.unit_cost(unit) for unit in shard) for shard in shards]
-    assert max(loads) - min(loads) <= max(study.unit_cost(unit) for unit in units)
+    loads = [sum(grid.unit_cost(unit) for unit in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(grid.unit_cost(unit) for unit in units)
     for shard in shards:  # both methods of one generator land in the same shard
         for unit in shard:
             assert len({c.generator_key for c in unit}) == 1
     fake = FakeTraining()
     use_fakes(monkeypatch, fake)
+    # The report of each shard is another test's subject; its figures would triple this one's time.
+    monkeypatch.setattr("keras_ganaug.study.report.write_report", lambda out: {})
     for i in range(3):
         config.shard = (i, 3)
-        study.run_study(config)
+        runner.run_study(config)
     assert len(fake.classifier_calls) == 16 and len(set(fake.classifier_calls)) == 16
     assert len(fake.gan_calls) == 4 == len(set(fake.gan_calls))
     results = pd.read_csv(tmp_path / "study" / "results.csv")
@@ -278,20 +286,20 @@ def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch)
 
 
 def test_method_names_are_parsed_and_canonical():
-    method = study.parse_method("dcgan+classic+diffaugment")
-    assert method == study.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
-    assert study.parse_method("wgan-gp+ada").gan_augment == "ada"
-    assert study.parse_method("class-weights") == study.Method("class-weights",
+    method = grid.parse_method("dcgan+classic+diffaugment")
+    assert method == grid.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")
+    assert grid.parse_method("wgan-gp+ada").gan_augment == "ada"
+    assert grid.parse_method("class-weights") == grid.Method("class-weights",
                                                                class_weights=True)
-    assert study.parse_method("superpixel+classic").augment == "classic+superpixel"
+    assert grid.parse_method("superpixel+classic").augment == "classic+superpixel"
     for bad in ("dcgan+ada+diffaugment", "diffaugment", "classic+dcgan", "real+classic", "gan"):
         with pytest.raises(UserError):
-            study.parse_method(bad)
-    assert study.parse_n_real("10, 50,all") == [10, 50, None]
-    assert study.parse_shard("3/4") == (3, 4)
+            grid.parse_method(bad)
+    assert grid.parse_n_real("10, 50,all") == [10, 50, None]
+    assert grid.parse_shard("3/4") == (3, 4)
     for bad in ("4/4", "1", "a/2"):
         with pytest.raises(UserError):
-            study.parse_shard(bad)
+            grid.parse_shard(bad)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -306,7 +314,7 @@ def test_method_names_are_parsed_and_canonical():
 def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
     use_fakes(monkeypatch, FakeTraining())
     argv = ["--data", str(demo), "--minority", "malignant", "--out", str(tmp_path / "s"), *flags]
-    assert study.main(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s" / "results.csv").exists()
@@ -314,67 +322,9 @@ def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch
 
 def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
     use_fakes(monkeypatch, FakeTraining())
-    study.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
+    runner.run_study(tiny_config(demo, tmp_path / "s", seeds=1))
     with pytest.raises(UserError, match="--image-size 32"):
-        study.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
-
-
-@pytest.mark.slow
-def test_real_tiny_grid_end_to_end_with_a_kill(demo_root, tmp_path, monkeypatch):
-    """2 N x 3 methods x 2 seeds, 32 px, 1 epoch, real GANs and classifiers, killed and resumed."""
-    pytest.importorskip("keras_ganaug.classifier_training")
-    out = tmp_path / "study"
-    real_classifier, real_gan = study.train_classifier, study.train_generator
-    classifier_calls, gan_calls = [], []
-
-    def counted_classifier(config, method, n_real, seed, generators, synthetic, folder):
-        if len(classifier_calls) == 4:
-            classifier_calls.append("killed")
-            raise KeyboardInterrupt
-        classifier_calls.append(folder.name)
-        return real_classifier(config, method, n_real, seed, generators, synthetic, folder)
-
-    def counted_gan(config, cell, folder, class_name=None):
-        gan_calls.append(folder.name)
-        return real_gan(config, cell, folder, class_name)
-
-    monkeypatch.setattr(study, "train_classifier", counted_classifier)
-    monkeypatch.setattr(study, "train_generator", counted_gan)
-    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8, None],
-                               methods=["real", "class-weights", "dcgan"], seeds=2,
-                               model="simple-cnn", image_size=32, epochs=1, gan_epochs=1,
-                               out=str(out), verbose=0)
-    with pytest.raises(KeyboardInterrupt):
-        study.run_study(config)
-    finished_before = {p.stem for p in (out / "cells").glob("*.json")}
-    assert len(finished_before) == 4  # three cells of N=8 seed 0, one of seed 1
-    assert study.run_study(config) == {"cells": 12, "ran": 8, "skipped": 4}
-
-    trained = [c for c in classifier_calls if c != "killed"]
-    assert len(trained) == len(set(trained)) == 12  # each cell once (features: not a classifier)
-    assert (out / "feature_extractor" / "features.keras").is_file()
-    assert sorted(gan_calls) == ["dcgan_n8_s0", "dcgan_n8_s1", "dcgan_nall_s0", "dcgan_nall_s1"]
-    results = pd.read_csv(out / "results.csv", dtype={"n_real": str})
-    assert len(results) == 12 and results["cell"].is_unique
-    for row in results.itertuples():
-        metrics = json.loads((out / "runs" / row.cell / "metrics.json").read_text())
-        assert row.accuracy == pytest.approx(metrics["val_tuned"]["accuracy"])
-        assert row.minority_recall == pytest.approx(metrics["val_tuned"]["minority_recall"])
-        assert row.argmax_accuracy == pytest.approx(metrics["accuracy"])
-    assert results["val_images_seen_by_gans"].fillna(0).eq(0).all()
-    gan_rows = results[results["method"] == "dcgan"]
-    assert gan_rows["train_synthetic_malignant"].gt(0).all()
-    assert results.loc[results["method"] != "dcgan", "train_synthetic_malignant"].eq(0).all()
-    for column in ("gan_kid", "gan_precision", "gan_recall", "gan_memorization_ratio",
-                   "gan_tstr_over_trtr", "gan_c2st_auc"):
-        assert gan_rows[column].notna().all()
-    assert gan_rows["gan_precision"].between(0, 1).all()
-    report = (out / "report.md").read_text()
-    assert "| N real | real | class-weights | dcgan@balance |" in report
-    assert "## GAN quality" in report and "Validation isolation, checked by hash" in report
-    assert "generators/dcgan_n8_s0/samples/final.png" in report
-    assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
-    assert json.loads((out / "leakage.json").read_text())["clean"]
+        runner.run_study(tiny_config(demo, tmp_path / "s", seeds=1, image_size=64))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -386,10 +336,10 @@ def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path
                                                                   monkeypatch, flags, message):
     pytest.importorskip("keras_ganaug.classifier_training")
     fake = FakeTraining()
-    monkeypatch.setattr(study, "train_generator", fake.gan)
+    monkeypatch.setattr(adapters, "train_generator", fake.gan)
     argv = ["--data", str(demo), "--n-real", "8", "--methods", "dcgan,real",
             "--out", str(tmp_path / "s"), *flags]
-    assert study.main(argv) == 2
+    assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
     assert fake.gan_calls == []
 
@@ -409,8 +359,8 @@ def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monk
                 "minority_recall": 0.6}
 
     use_fakes(monkeypatch, FakeTraining())
-    monkeypatch.setattr(study, "evaluate_classifier", fake_evaluate)
-    study.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
+    monkeypatch.setattr(adapters, "evaluate_classifier", fake_evaluate)
+    runner.run_study(tiny_config(leaky, tmp_path / "s", n_real=[8], methods=["real", "dcgan"]))
     assert evaluated == [23] * 4  # 24 test images less the one copied into train, every cell
     results = pd.read_csv(tmp_path / "s" / "results.csv")
     assert results["accuracy_leak_free"].eq(0.75).all() and results["n_test_leak_free"].eq(23).all()
@@ -422,32 +372,14 @@ def test_cells_are_also_measured_without_leaked_test_images(demo, tmp_path, monk
     assert "LEAKAGE FOUND: 1 byte-identical" in report
 
 
-def test_evaluating_a_finished_run_reproduces_its_metrics(demo, tmp_path):
-    pytest.importorskip("keras_ganaug.classifier_training")
-    from keras_ganaug.data import list_images, load_images
-
-    config = tiny_config(demo, tmp_path / "s", model="simple-cnn")
-    folder = tmp_path / "run"
-    metrics = study.train_classifier(config, study.Method("real"), 8, 0, [], None, folder)
-    x_test, y_test, _, _ = load_images(list_images(demo, "test"), 32, 3)
-    again = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant")
-    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
-    assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
-    assert again["confusion_matrix"] == metrics["confusion_matrix"]
-    tuned = study.evaluate_classifier(folder, x_test, y_test, metrics["class_names"], "malignant",
-                                      metrics["decision"])
-    for key in ("accuracy", "balanced_accuracy", "minority_recall"):
-        assert tuned[key] == pytest.approx(metrics["val_tuned"][key])
-
-
 def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
     """The study has no --resume flag: Ctrl-C must point at rerunning the same command."""
 
     def interrupted(config, argv=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study, "run_study", interrupted)
-    code = study.main(["--methods", "real", "--n-real", "8", "--seeds", "1",
+    monkeypatch.setattr(cli, "run_study", interrupted)
+    code = cli.main(["--methods", "real", "--n-real", "8", "--seeds", "1",
                        "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 130
@@ -455,42 +387,115 @@ def test_interrupted_study_says_how_to_resume(monkeypatch, capsys, tmp_path):
 
 
 def test_oversample_and_ratio_axis_are_parsed():
-    method = study.parse_method("oversample+classic")
-    assert method == study.Method("oversample+classic", augment="classic", oversample=True)
-    assert method.adds_images and not study.parse_method("class-weights+classic").adds_images
-    assert study.parse_method("dcgan+all-classes").all_classes
+    method = grid.parse_method("oversample+classic")
+    assert method == grid.Method("oversample+classic", augment="classic", oversample=True)
+    assert method.adds_images and not grid.parse_method("class-weights+classic").adds_images
+    assert grid.parse_method("dcgan+all-classes").all_classes
     for bad in ("classic+all-classes", "oversample+dcgan", "oversample+ada"):
         with pytest.raises(UserError):
-            study.parse_method(bad)
-    assert study.parse_synthetic_list("balance, 1:1,20%") == ["balance", "1:1", "20%"]
+            grid.parse_method(bad)
+    assert grid.parse_synthetic_list("balance, 1:1,20%") == ["balance", "1:1", "20%"]
     for bad in ("balance,balance", "lots", ""):
         with pytest.raises(UserError):
-            study.parse_synthetic_list(bad)
-    config = study.StudyConfig(methods=["real", "oversample", "dcgan"], n_real=[8], seeds=1,
+            grid.parse_synthetic_list(bad)
+    config = grid.StudyConfig(methods=["real", "oversample", "dcgan"], n_real=[8], seeds=1,
                                synthetic=["balance", "1:1"])
-    ids = sorted(c.cell_id for unit in study.plan(config) for c in unit)
+    ids = sorted(c.cell_id for unit in grid.plan(config) for c in unit)
     assert ids == ["n8_s0_dcgan_1to1", "n8_s0_dcgan_balance", "n8_s0_oversample_1to1",
                    "n8_s0_oversample_balance", "n8_s0_real"]
     # The oversample baseline is compared only at the GAN arm's own ratio.
-    assert study.declared_comparisons(config) == [
+    assert grid.declared_comparisons(config) == [
         ("dcgan@balance", "real"), ("dcgan@balance", "oversample@balance"),
         ("dcgan@1:1", "real"), ("dcgan@1:1", "oversample@1:1")]
 
 
+# One tiny real study --------------------------------------------------------------------------
+# Real classifiers and a real GAN cost seconds each in tracing alone, so every test of real
+# training reads the one study below: 1 N x oversample, dcgan x 2 ratios x 1 seed, 32 px, one
+# classifier epoch, a one-step GAN, quality measured with a one-epoch encoder and C2ST (their
+# lengths change how good the numbers are, not which are written), killed before its last cell.
+REAL_GAN_KIMG = 0.016  # one batch of 16: one step, one epoch, one checkpoint
+
+
+@pytest.fixture(scope="module")
+def real_study(demo_root, tmp_path_factory):
+    pytest.importorskip("keras_ganaug.classifier_training")
+    out = tmp_path_factory.mktemp("real") / "study"
+    real_classifier, real_gan = adapters.train_classifier, adapters.train_generator
+    classifier_calls, gan_calls = [], []
+
+    def counted_classifier(config, method, n_real, seed, generators, synthetic, folder):
+        if len(classifier_calls) == 3:
+            classifier_calls.append("killed")
+            raise KeyboardInterrupt
+        classifier_calls.append(folder.name)
+        return real_classifier(config, method, n_real, seed, generators, synthetic, folder)
+
+    def counted_gan(config, cell, folder, class_name=None):
+        gan_calls.append(folder.name)
+        return real_gan(config, cell, folder, class_name)
+
+    config = grid.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],
+                              methods=["oversample", "dcgan"], synthetic=["balance", "1:1"],
+                              seeds=1, model="simple-cnn", image_size=32, epochs=1, min_epochs=0,
+                              gan_kimg=REAL_GAN_KIMG, gan_batch_size=16, out=str(out), verbose=0)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(adapters, "train_classifier", counted_classifier)
+        monkeypatch.setattr(adapters, "train_generator", counted_gan)
+        monkeypatch.setattr(FeatureSpace, "encoder_epochs", 1)
+        monkeypatch.setattr(FeatureSpace, "c2st_epochs", 1)
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_study(config)
+        finished_before = {p.stem for p in (out / "cells").glob("*.json")}
+        outcome = runner.run_study(config)
+    return SimpleNamespace(out=out, classifier_calls=classifier_calls, gan_calls=gan_calls,
+                           finished_before=finished_before, outcome=outcome)
+
+
 @pytest.mark.slow
-def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(demo_root, tmp_path):
-    """Real GANs at --gan-kimg 1 and real classifiers: oversample rows, both ratios, and no file
-    of any classifier's val split among any generator's training files."""
-    out = tmp_path / "study"
-    config = study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[12],
-                               methods=["real", "oversample", "dcgan"],
-                               synthetic=["balance", "1:1"], seeds=1, model="simple-cnn",
-                               image_size=32, epochs=2, min_epochs=0, gan_kimg=1,
-                               gan_batch_size=16, quality=False, out=str(out), verbose=0)
-    study.run_study(config)
+def test_real_tiny_grid_end_to_end_with_a_kill(real_study):
+    """Real GANs and classifiers, killed in the last cell and resumed: each cell and the generator
+    trained once, every number in results.csv the one its run recorded."""
+    out = real_study.out
+    assert real_study.finished_before == {"n8_s0_oversample_balance", "n8_s0_oversample_1to1",
+                                          "n8_s0_dcgan_balance"}
+    assert real_study.outcome == {"cells": 4, "ran": 1, "skipped": 3}
+    trained = [c for c in real_study.classifier_calls if c != "killed"]
+    assert len(trained) == len(set(trained)) == 4  # each cell once (features: not a classifier)
+    assert (out / "feature_extractor" / "features.keras").is_file()
+    assert real_study.gan_calls == ["dcgan_n8_s0"]  # trained before the kill, reused after it
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str, "synthetic": str})
-    assert set(results["arm"]) == {"real", "oversample@balance", "oversample@1:1",
-                                   "dcgan@balance", "dcgan@1:1"}
+    assert len(results) == 4 and results["cell"].is_unique
+    for row in results.itertuples():
+        metrics = json.loads((out / "runs" / row.cell / "metrics.json").read_text())
+        assert row.accuracy == pytest.approx(metrics["val_tuned"]["accuracy"])
+        assert row.minority_recall == pytest.approx(metrics["val_tuned"]["minority_recall"])
+        assert row.argmax_accuracy == pytest.approx(metrics["accuracy"])
+    gan_rows = results[results["method"] == "dcgan"].set_index("synthetic")
+    assert gan_rows["generator_reused"].to_dict() == {"balance": False, "1:1": True}
+    assert gan_rows["train_synthetic_malignant"].gt(0).all()
+    assert results.loc[results["method"] != "dcgan", "train_synthetic_malignant"].eq(0).all()
+    for column in ("gan_kid", "gan_precision", "gan_recall", "gan_memorization_ratio",
+                   "gan_tstr_over_trtr", "gan_c2st_auc"):
+        assert gan_rows[column].notna().all()
+    assert gan_rows["gan_precision"].between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert ("| N real | oversample@1:1 | oversample@balance | dcgan@1:1 | dcgan@balance |"
+            in report)
+    assert "## GAN quality" in report and "Validation isolation, checked by hash" in report
+    assert "generators/dcgan_n8_s0/samples/final.png" in report
+    assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
+    assert json.loads((out / "leakage.json").read_text())["clean"]
+
+
+@pytest.mark.slow
+def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(real_study):
+    """Oversample rows at both ratios, the GAN and its twin adding as many images, the kimg
+    budget trained, and no file of any classifier's val split among the generator's files."""
+    out = real_study.out
+    results = pd.read_csv(out / "results.csv", dtype={"n_real": str, "synthetic": str})
+    assert set(results["arm"]) == {"oversample@balance", "oversample@1:1", "dcgan@balance",
+                                   "dcgan@1:1"}
     over = results[results["method"] == "oversample"].set_index("synthetic")
     real_minority = int(results["train_real_malignant"].iloc[0])
     assert over.loc["1:1", "train_oversampled_malignant"] == real_minority
@@ -504,9 +509,27 @@ def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(demo_root, tmp_p
     for folder in (out / "generators").iterdir():
         files = json.loads((folder / "training_files.json").read_text())
         trained |= {f["path"] for f in files["files"]}
-        assert json.loads((folder / "metadata.json").read_text())["kimg"] >= 1
+        assert json.loads((folder / "metadata.json").read_text())["kimg"] >= REAL_GAN_KIMG
     assert trained
     for run in (out / "runs").iterdir():
         val = set(json.loads((run / "splits.json").read_text())["val"])
         assert val and not val & trained
     assert results["val_images_seen_by_gans"].eq(0).all()
+
+
+@pytest.mark.slow
+def test_evaluating_a_finished_run_reproduces_its_metrics(real_study, demo_root):
+    from keras_ganaug.data import list_images, load_images
+
+    folder = real_study.out / "runs" / "n8_s0_oversample_balance"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    x_test, y_test, _, _ = load_images(list_images(demo_root, "test"), 32, 3)
+    again = adapters.evaluate_classifier(folder, x_test, y_test, metrics["class_names"],
+                                         "malignant")
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    tuned = adapters.evaluate_classifier(folder, x_test, y_test, metrics["class_names"],
+                                         "malignant", metrics["decision"])
+    for key in ("accuracy", "balanced_accuracy", "minority_recall"):
+        assert tuned[key] == pytest.approx(metrics["val_tuned"][key])

@@ -1,18 +1,10 @@
-"""A study's tables and figures from its files: summary.csv, comparisons.csv, report.md, plots.
+"""A study's report from its files: summary.csv, comparisons.csv, report.md and the figures.
 
 Everything here reads OUT (results.csv, the cells' per-image test outputs in cells/*.json,
 study.json with its declared comparisons, invocations/, leakage.json, the generators' sample grids)
 and trains nothing, so `python -m keras_ganaug.study --report-only --out OUT` remakes the report,
-e.g. after the shards of a job array have all finished.
-
-The statistics, and why (stats.py has the arithmetic):
-- every interval is a paired two-level bootstrap: resample the seeds, then the test images, the
-  same draws for both sides of a difference; it carries the seed spread and the test set's own
-  sampling error. Cells without per-image outputs fall back to t intervals over seeds.
-- the comparisons are the ones study.json declared before the run (every GAN arm against every
-  non-GAN arm; oversample at the same ratio), never a "best baseline" picked afterwards on the same
-  seeds; their p-values are Holm-adjusted within each metric's table, and a difference is bold
-  only where its adjusted p is below 0.05 (the adjusted interval excludes 0).
+e.g. after the shards of a job array have all finished. The statistics are summary.py's; a
+difference is bold where its Holm-adjusted p is below 0.05.
 """
 
 from __future__ import annotations
@@ -26,165 +18,28 @@ import numpy as np
 import pandas as pd
 
 from keras_ganaug import stats
+from keras_ganaug.errors import UserError
+from keras_ganaug.files import write_text_atomic
+from keras_ganaug.study.records import COMMAND, LEAK_FREE, invocations
+from keras_ganaug.study.summary import (
+    ALL_METRICS,
+    COMPARISON_COLUMNS,
+    METRICS,
+    SUMMARY_COLUMNS,
+    arm_order,
+    compare,
+    load_outputs,
+    n_order,
+    summarize,
+    wins,
+    with_arms,
+)
 
-METRICS = {"accuracy": "Accuracy", "roc_auc": "AUC", "balanced_accuracy": "Balanced accuracy",
-           "minority_recall": "Minority recall"}
-# The same, measured without test images that have a near-duplicate in training (see study.py).
-LEAK_FREE_METRICS = {f"{k}_leak_free": f"{v} (leak-free test)" for k, v in METRICS.items()}
-ALL_METRICS = {**METRICS, **LEAK_FREE_METRICS}
 QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall",
            "gan_memorization_ratio": "memorization ratio",
            "gan_memorized_fraction": "memorized fraction", "gan_tstr_over_trtr": "TSTR / TRTR",
            "gan_c2st_auc": "C2ST AUC",
            "gan_total_seconds": "GAN seconds"}
-SUMMARY_COLUMNS = ("arm", "method", "synthetic", "n_real", "n_minority", "metric", "seeds",
-                   "seed_values", "mean", "std", "ci_low", "ci_high", "interval")
-COMPARISON_COLUMNS = ("arm", "baseline", "n_real", "n_minority", "metric", "seeds", "diff",
-                      "ci_low", "ci_high", "p", "p_holm", "significant", "interval",
-                      "delong_p_per_seed")
-ALPHA = 0.05
-BOOTSTRAP_REPLICATES = 2000
-
-
-def n_order(results: pd.DataFrame) -> list[str]:
-    """N labels from fewest to most real minority images ('all' last, being the most)."""
-    sizes = results.groupby("n_real")["n_minority"].median()
-    return sorted(sizes.index, key=lambda n: (sizes[n], str(n)))
-
-
-def arm_order(results: pd.DataFrame, configured: list[str] | None = None) -> list[str]:
-    """Arms in the order of --methods (then --synthetic), any others after them."""
-    present = list(dict.fromkeys(results["arm"]))
-    if not configured:
-        return present
-    from keras_ganaug.study import parse_method
-
-    order = {parse_method(m).name: i for i, m in enumerate(configured)}
-    return sorted(present, key=lambda a: (order.get(a.split("@")[0], len(order)),
-                                          present.index(a)))
-
-
-def with_arms(results: pd.DataFrame) -> pd.DataFrame:
-    """results.csv with an `arm` column (older files have none: the method is the arm)."""
-    results = results.copy()
-    results["n_real"] = results["n_real"].astype(str)
-    if "arm" not in results:
-        results["arm"] = results["method"]
-    results["arm"] = results["arm"].fillna(results["method"])
-    return results
-
-
-# Per-image outputs ------------------------------------------------------------------------------
-
-def load_outputs(out: Path) -> dict[str, dict]:
-    """cell id -> its per-image test outputs (labels, scores, val-tuned predictions)."""
-    from keras_ganaug.study import PER_IMAGE_KEY, finished_cells
-
-    return {cell: row[PER_IMAGE_KEY] for cell, row in finished_cells(out).items()
-            if row.get(PER_IMAGE_KEY)}
-
-
-def run_outputs(rows: pd.DataFrame, outputs: dict[str, dict]) -> stats.RunOutputs | None:
-    """The per-image outputs of an arm's seeds at one N, or None if any cell lacks them."""
-    rows = rows.sort_values("seed")
-    if rows.empty or not all(c in outputs for c in rows["cell"]):
-        return None
-    cells = [outputs[c] for c in rows["cell"]]
-    labels = np.asarray(cells[0]["labels"])
-    if any(len(c["labels"]) != len(labels) for c in cells):
-        return None
-    minority = int(rows["minority_index"].iloc[0]) if "minority_index" in rows else 1
-    scores = np.asarray([np.asarray(c["scores"])[:, minority] for c in cells])
-    if np.asarray(cells[0]["scores"]).shape[1] != 2:
-        return None  # the bootstrap's AUC is binary; more classes use seed-level intervals
-    return stats.RunOutputs(tuple(int(s) for s in rows["seed"]), labels,
-                            np.asarray([c["val_tuned_predictions"] for c in cells]), scores,
-                            minority)
-
-
-# Summaries --------------------------------------------------------------------------------------
-
-def summarize(results: pd.DataFrame, outputs: dict[str, dict] | None = None) -> pd.DataFrame:
-    """Per (arm, N, metric): per-seed values, mean, std and a 95% interval (two-level bootstrap
-    where per-image outputs exist, else t over seeds)."""
-    outputs = outputs or {}
-    results = with_arms(results)
-    rows = []
-    for n_real in n_order(results):
-        at_n = results[results["n_real"] == n_real]
-        for arm in dict.fromkeys(at_n["arm"]):
-            mine = at_n[at_n["arm"] == arm].sort_values("seed")
-            runs = run_outputs(mine, outputs)
-            for metric in ALL_METRICS:
-                if metric not in mine or mine[metric].isna().all():
-                    continue
-                values = mine[metric].to_numpy(dtype=float)
-                est = stats.estimate(values)
-                row = {"arm": arm, "method": mine["method"].iloc[0],
-                       "synthetic": mine["synthetic"].iloc[0] if "synthetic" in mine else "",
-                       "n_real": n_real, "n_minority": int(at_n["n_minority"].median()),
-                       "metric": metric, "seeds": est.n,
-                       "seed_values": ";".join(f"{v:.4f}" for v in values), "mean": est.mean,
-                       "std": est.std, "ci_low": est.ci_low, "ci_high": est.ci_high,
-                       "interval": "t over seeds"}
-                if runs is not None and metric in METRICS:
-                    boot = stats.bootstrap_metric(runs, metric, BOOTSTRAP_REPLICATES)
-                    row.update(mean=boot.mean, ci_low=boot.ci_low, ci_high=boot.ci_high,
-                               interval="two-level bootstrap")
-                rows.append(row)
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-
-
-def compare(results: pd.DataFrame, comparisons: list[tuple[str, str]],
-            outputs: dict[str, dict] | None = None) -> pd.DataFrame:
-    """Each declared (arm, baseline) at each N and metric: paired difference, interval, p, and
-    the Holm-adjusted p within the metric's table; DeLong's p per seed for the AUC."""
-    outputs = outputs or {}
-    results = with_arms(results)
-    rows = []
-    for n_real in n_order(results):
-        at_n = results[results["n_real"] == n_real]
-        for arm, baseline in comparisons:
-            mine, theirs = at_n[at_n["arm"] == arm], at_n[at_n["arm"] == baseline]
-            if mine.empty or theirs.empty:
-                continue
-            runs_a, runs_b = run_outputs(mine, outputs), run_outputs(theirs, outputs)
-            for metric in METRICS:
-                if metric not in at_n:
-                    continue
-                rows.append({"arm": arm, "baseline": baseline, "n_real": n_real,
-                             "n_minority": int(at_n["n_minority"].median()), "metric": metric,
-                             **_difference(mine, theirs, runs_a, runs_b, metric)})
-    frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-    for metric in METRICS:
-        mask = frame["metric"] == metric
-        frame.loc[mask, "p_holm"] = stats.holm(frame.loc[mask, "p"].to_numpy(dtype=float))
-    frame["significant"] = frame["p_holm"] < ALPHA
-    return frame
-
-
-def _delong_per_seed(a: stats.RunOutputs, b: stats.RunOutputs) -> str:
-    """DeLong's p for the AUCs of the two runs of each common seed, ';'-joined."""
-    positives = a.labels == a.minority
-    return ";".join(
-        f"{stats.delong_test(positives, a.scores[a.seeds.index(s)], b.scores[b.seeds.index(s)])['p_value']:.4f}"
-        for s in sorted(set(a.seeds) & set(b.seeds)))
-
-
-def _difference(mine, theirs, runs_a, runs_b, metric) -> dict:
-    if runs_a is not None and runs_b is not None:
-        boot = stats.bootstrap_difference(runs_a, runs_b, metric, BOOTSTRAP_REPLICATES)
-        delong = _delong_per_seed(runs_a, runs_b) if metric == "roc_auc" else ""
-        return {"seeds": len(set(runs_a.seeds) & set(runs_b.seeds)), "diff": boot.mean,
-                "ci_low": boot.ci_low, "ci_high": boot.ci_high, "p": boot.p_value,
-                "interval": "two-level bootstrap", "delong_p_per_seed": delong}
-    a = mine.groupby("seed")[metric].mean()
-    b = theirs.groupby("seed")[metric].mean()
-    seeds = sorted(set(a.index) & set(b.index))
-    diff = stats.paired_difference(a[seeds].to_numpy(), b[seeds].to_numpy())
-    return {"seeds": diff.estimate.n, "diff": diff.estimate.mean, "ci_low": diff.estimate.ci_low,
-            "ci_high": diff.estimate.ci_high, "p": diff.p_value, "interval": "t over seeds",
-            "delong_p_per_seed": ""}
 
 
 # Markdown ---------------------------------------------------------------------------------------
@@ -206,13 +61,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def _n_label(summary: pd.DataFrame, n_real: str) -> str:
     n_minority = summary.loc[summary["n_real"] == n_real, "n_minority"]
     return n_real if n_real != "all" else f"all ({int(n_minority.iloc[0])})"
-
-
-def wins(comparisons: pd.DataFrame, arm: str, n_real: str, metric: str) -> bool:
-    """Whether `arm` beats every declared baseline at N on `metric`, Holm-adjusted."""
-    mine = comparisons[(comparisons["arm"] == arm) & (comparisons["n_real"] == n_real)
-                       & (comparisons["metric"] == metric)]
-    return bool(len(mine)) and bool((mine["significant"] & (mine["diff"] > 0)).all())
 
 
 def metric_table(summary: pd.DataFrame, comparisons: pd.DataFrame, arms: list[str],
@@ -316,70 +164,14 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
     return _table(["GAN", "N real", "seeds"] + [QUALITY[c] for c in columns], rows)
 
 
-# Figures ----------------------------------------------------------------------------------------
-
-def plot_metric(summary: pd.DataFrame, arms: list[str], metric: str, path: Path) -> str:
-    """Mean of `metric` against the real minority count, one line per arm, 95% interval bands,
-    and each seed's value as a point."""
-    from keras_ganaug.metrics.classification import pyplot, save_figure
-
-    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
-    for offset, arm in enumerate(arms):
-        rows = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
-        rows = rows.sort_values("n_minority")
-        if rows.empty:
-            continue
-        x = rows["n_minority"].to_numpy(float)
-        line, = ax.plot(x, rows["mean"], marker="o", label=arm)
-        low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
-        if np.isfinite(low).any():
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
-        # Seeds as points, nudged sideways so arms at one N do not hide each other.
-        jitter = 1 + 0.03 * (offset - len(arms) / 2)
-        for xi, seeds in zip(x, rows["seed_values"], strict=True):
-            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
-            ax.scatter([xi * jitter] * len(values), values, s=9, color=line.get_color(),
-                       alpha=0.6, linewidths=0)
-    ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
-    if len(ticks) > 1:
-        ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set_xticks(ticks["n_minority"].to_numpy(float),
-                  [n if n != "all" else f"all\n({m})"
-                   for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
-    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
-    ax.set_xlabel("real minority training images (N)")
-    ax.set_ylabel(ALL_METRICS[metric])
-    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% interval, seeds as points)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, path)
-
-
 # The report -------------------------------------------------------------------------------------
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
-    if "generator" not in results:
-        return None
-    rows = []
-    seed0 = results[results["seed"] == results["seed"].min()].dropna(subset=["generator"])
-    for generator in dict.fromkeys(seed0["generator"]):
-        grid = out / generator / "samples" / "final.png"
-        if grid.is_file():
-            rows.append(f"- `{generator}`: ![{generator}]({grid.relative_to(out).as_posix()})")
-    return "\n".join(rows) or None
-
-
 def write_report(out: str | os.PathLike) -> dict[str, str]:
     """OUT -> OUT/summary.csv, OUT/comparisons.csv, OUT/figures/*.png and OUT/report.md."""
-    from keras_ganaug.errors import UserError
-    from keras_ganaug.files import write_text_atomic
-
     out = Path(out)
     results_path = out / "results.csv"
     if not results_path.is_file():
@@ -449,8 +241,6 @@ def _isolation(results: pd.DataFrame) -> str:
 def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
            study: dict, arms: list[str], ns: list[str], figures: dict[str, str]) -> str:
     """The markdown of report.md."""
-    from keras_ganaug.study import invocations
-
     config = study.get("config", {})
     lines = ["# Study report", "", _setting(results, config), ""]
     runs = invocations(out)
@@ -480,13 +270,14 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
         if metric in set(summary["metric"]):
             lines += [f"## {METRICS[metric]}", "",
                       metric_table(summary, comparisons, arms, ns, metric), ""]
-    if "accuracy_leak_free" in set(summary["metric"]):
+    if f"accuracy{LEAK_FREE}" in set(summary["metric"]):
         n_test = results["n_test"].iloc[0] if "n_test" in results else "?"
         lines += ["## Without the leaked test images", "",
                   f"The leakage check below found test images that are near-duplicates of training "
-                  f"images; the same models measured on the {int(results['n_test_leak_free'].iloc[0])}"
+                  f"images; the same models measured on the "
+                  f"{int(results[f'n_test{LEAK_FREE}'].iloc[0])}"
                   f" of {n_test} test images that have none (t intervals over seeds):", ""]
-        for metric in ("accuracy_leak_free", "roc_auc_leak_free", "minority_recall_leak_free"):
+        for metric in (f"{m}{LEAK_FREE}" for m in ("accuracy", "roc_auc", "minority_recall")):
             lines += [f"{ALL_METRICS[metric]}:", "",
                       metric_table(summary, comparisons.iloc[0:0], arms, ns, metric), ""]
     if not comparisons.empty:
@@ -537,5 +328,61 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
         lines.append("")
     lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` and "
               "`comparisons.csv` (the statistics above); remake this report with "
-              "`python -m keras_ganaug.study --report-only --out <this folder>`.", ""]
+              f"`{COMMAND} --report-only --out <this folder>`.", ""]
     return "\n".join(lines)
+
+
+# Figures ----------------------------------------------------------------------------------------
+# Everything that draws or points at an image, kept together: the figures of the package are to
+# live in one module, and this section moves there as one piece.
+
+def plot_metric(summary: pd.DataFrame, arms: list[str], metric: str, path: Path) -> str:
+    """Mean of `metric` against the real minority count, one line per arm, 95% interval bands,
+    and each seed's value as a point."""
+    from keras_ganaug.metrics.classification import pyplot, save_figure
+
+    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
+    for offset, arm in enumerate(arms):
+        rows = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
+        rows = rows.sort_values("n_minority")
+        if rows.empty:
+            continue
+        x = rows["n_minority"].to_numpy(float)
+        line, = ax.plot(x, rows["mean"], marker="o", label=arm)
+        low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
+        # Seeds as points, nudged sideways so arms at one N do not hide each other.
+        jitter = 1 + 0.03 * (offset - len(arms) / 2)
+        for xi, seeds in zip(x, rows["seed_values"], strict=True):
+            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
+            ax.scatter([xi * jitter] * len(values), values, s=9, color=line.get_color(),
+                       alpha=0.6, linewidths=0)
+    ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
+    if len(ticks) > 1:
+        ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(ticks["n_minority"].to_numpy(float),
+                  [n if n != "all" else f"all\n({m})"
+                   for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
+    ax.set_xlabel("real minority training images (N)")
+    ax.set_ylabel(ALL_METRICS[metric])
+    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% interval, seeds as points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, path)
+
+
+def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
+    """Markdown links to the seed-0 generators' final sample grids, or None if there are none."""
+    if "generator" not in results:
+        return None
+    rows = []
+    seed0 = results[results["seed"] == results["seed"].min()].dropna(subset=["generator"])
+    for generator in dict.fromkeys(seed0["generator"]):
+        grid = out / generator / "samples" / "final.png"
+        if grid.is_file():
+            rows.append(f"- `{generator}`: ![{generator}]({grid.relative_to(out).as_posix()})")
+    return "\n".join(rows) or None

@@ -1,0 +1,19 @@
+"""The study: real-minority counts x methods x ratios x seeds -> results.csv, summary, report.
+
+    python -m keras_ganaug.study --help
+
+    grid.py      the method grammar, the settings (StudyConfig), the cells, shards
+    records.py   what a study writes to OUT and reads back (cells, results.csv, study.json)
+    adapters.py  the one place the classifier and GAN runs are called
+    features.py  GAN quality in the study's self-supervised feature space
+    runner.py    checks, cells, leakage: run_study
+    summary.py   per-arm estimates and the declared comparisons (bootstrap, Holm)
+    report.py    report.md, summary.csv, comparisons.csv and the figures
+    cli.py       flags -> StudyConfig -> run_study
+"""
+
+# The library entry point, `study.run_study(study.StudyConfig(...))`, as before the split.
+from keras_ganaug.study.grid import StudyConfig
+from keras_ganaug.study.runner import run_study
+
+__all__ = ["StudyConfig", "run_study"]

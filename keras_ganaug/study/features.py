@@ -1,0 +1,96 @@
+"""GAN quality for the study, measured in one self-supervised feature space per study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keras_ganaug.metrics.features import FEATURE_EPOCHS
+from keras_ganaug.metrics.quality import C2ST_EPOCHS
+from keras_ganaug.study.grid import StudyConfig, data_root
+
+# Fakes drawn per generator for the quality measures: the real class's size, within these bounds.
+QUALITY_SAMPLES = (50, 1000)
+
+
+class FeatureSpace:
+    """GAN quality for the study, in one self-supervised feature space (metrics/features.py).
+
+    The encoder is trained once per study (seed 0) on every real TRAINING image of every class,
+    without labels, into OUT/feature_extractor/features.keras; shards that train it at once each
+    write a private file and the last rename wins, and all then load the same file. The test
+    split's minority images are the real images no generator saw: the footing of memorization
+    and the other side of the classifier two-sample test (C2ST); they never shape the features.
+    """
+
+    FILE = "features.keras"
+    # Training lengths of the encoder and of each generator's C2ST. Class attributes, so the
+    # tests' tiny studies can shorten them without a flag that would make studies incomparable.
+    encoder_epochs = FEATURE_EPOCHS
+    c2st_epochs = C2ST_EPOCHS
+
+    def __init__(self, config: StudyConfig, out: Path):
+        from keras_ganaug.data import list_images, load_images
+        from keras_ganaug.metrics import quality
+        from keras_ganaug.metrics.features import (
+            load_feature_space,
+            save_feature_space,
+            train_feature_space,
+        )
+
+        self.config = config
+        root = data_root(config)
+        self.train_set = list_images(root, "train")
+        self.minority = config.minority or self.train_set.fewest_class()
+        self.minority_id = self.train_set.class_index(self.minority)
+        self.x_train, self.train_labels, self.train_set, _ = load_images(
+            self.train_set, config.image_size, config.channels)
+        self.x_test, self.test_labels, _, _ = load_images(list_images(root, "test"),
+                                                          config.image_size, config.channels)
+        path = out / "feature_extractor" / self.FILE
+        if not path.is_file():
+            encoder, _ = train_feature_space(self.x_train, seed=0, epochs=self.encoder_epochs)
+            save_feature_space(encoder, path)
+        self.model = load_feature_space(path)
+        self.train_features = quality.extract_features(self.model, self.x_train)
+        self.test_features = quality.extract_features(self.model, self.x_test)
+        self.inception = None
+        if config.inception_weights:
+            self.inception = quality.inception_model(config.inception_weights, config.channels)
+            minority_images = self.x_train[self.train_labels == self.minority_id]
+            self.inception_real = quality.extract_features(self.inception, minority_images)
+
+    def measure(self, generator_folder: Path, n_real: int | None, seed: int) -> dict:
+        """Quality of one generator: KID, precision / recall, memorization and C2ST against the
+        unseen real minority (test split), TSTR, and the images it trained on."""
+        import numpy as np
+
+        from keras_ganaug.data import select_real, split_validation
+        from keras_ganaug.export import load_metadata
+        from keras_ganaug.metrics import quality
+        from keras_ganaug.quality import image_measures
+        from keras_ganaug.synthesize import synthesize
+
+        metadata = load_metadata(generator_folder)
+        class_id = self.minority_id if metadata.get("conditional") else -1
+        unseen = self.x_test[self.test_labels == self.minority_id]
+        count = int(np.clip(len(unseen), *QUALITY_SAMPLES))
+        fakes = synthesize(generator_folder, count, seed=10_000 + seed, class_id=class_id)
+        # The images this generator saw: the cell's seeded cut, less its validation split.
+        cut = select_real(self.train_set, self.minority, n_real, seed)
+        seen = set(split_validation(cut, self.config.val_fraction, seed)[0].files)
+        in_cut = np.array([f in seen for f in self.train_set.files])
+        seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
+        fake_features = quality.extract_features(self.model, fakes)
+        result = {"samples": count,
+                  **image_measures(fakes, unseen, seen_minority, self.model, seed=seed,
+                                   c2st_epochs=self.c2st_epochs),
+                  **quality.tstr(self.train_features[in_cut], self.train_labels[in_cut],
+                                 fake_features, self.minority_id, self.test_features,
+                                 self.test_labels, seed=seed)}
+        if self.inception is not None:
+            inception_fakes = quality.extract_features(self.inception, fakes)
+            result["kid_inception"] = quality.kid(self.inception_real, inception_fakes,
+                                                  seed=seed)["kid"]
+            result["fid_inception"] = quality.frechet_distance(self.inception_real,
+                                                               inception_fakes)
+        return result
