@@ -1,5 +1,5 @@
 """Every figure the package draws: sample grids, loss and learning curves, ROC, confusion
-matrices and the study's metric plots. matplotlib is imported on first use, with the Agg
+matrices and the study's metric-vs-N plots. matplotlib is imported on first use, with the Agg
 backend, so importing the package stays cheap and works without a display."""
 
 from __future__ import annotations
@@ -130,4 +130,42 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Seque
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center",
                 color="white" if count > threshold else "black")
+    return save_figure(fig, path)
+
+
+def plot_study_metric(summary, arms: list[str], metric: str, label: str,
+                      path: str | os.PathLike) -> str:
+    """A study's mean of `metric` (called `label`) against the real minority count: one line per
+    arm, 95% interval bands, and each seed's value as a point. `summary` is summary.csv's frame."""
+    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
+    for offset, arm in enumerate(arms):
+        rows = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
+        rows = rows.sort_values("n_minority")
+        if rows.empty:
+            continue
+        x = rows["n_minority"].to_numpy(float)
+        line, = ax.plot(x, rows["mean"], marker="o", label=arm)
+        low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
+        if np.isfinite(low).any():
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
+        # Seeds as points, nudged sideways so arms at one N do not hide each other.
+        jitter = 1 + 0.03 * (offset - len(arms) / 2)
+        for xi, seeds in zip(x, rows["seed_values"], strict=True):
+            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
+            ax.scatter([xi * jitter] * len(values), values, s=9, color=line.get_color(),
+                       alpha=0.6, linewidths=0)
+    ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
+    if len(ticks) > 1:
+        ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(ticks["n_minority"].to_numpy(float),
+                  [n if n != "all" else f"all\n({m})"
+                   for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
+    ax.set_xlabel("real minority training images (N)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} vs N (mean, 95% interval, seeds as points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, path)

@@ -256,17 +256,18 @@ def results_without_timings(out: Path) -> pd.DataFrame:
 @pytest.mark.slow
 def test_study_killed_in_a_gan_and_in_a_classifier_reruns_to_the_same_results(
         monkeypatch, tmp_path, demo_root):
-    from keras_ganaug import study
     from keras_ganaug.classify import training as classifier_training
     from keras_ganaug.gans import callbacks
+    from keras_ganaug.study.grid import StudyConfig
+    from keras_ganaug.study.runner import run_study
 
     def config(out):
-        return study.StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],
+        return StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],
                                  methods=["dcgan"], seeds=1, model="simple-cnn",
                                  image_size=32, epochs=2, gan_epochs=3, gan_batch_size=4,
                                  quality=False, out=str(out), verbose=0)
 
-    study.run_study(config(tmp_path / "reference"))
+    run_study(config(tmp_path / "reference"))
     out = tmp_path / "killed"
     real_epoch_end = callbacks.GANCheckpoint.on_epoch_end
 
@@ -277,14 +278,14 @@ def test_study_killed_in_a_gan_and_in_a_classifier_reruns_to_the_same_results(
 
     monkeypatch.setattr(callbacks.GANCheckpoint, "on_epoch_end", killed_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):  # the GAN at epoch 2 of 3
-        study.run_study(config(out))
+        run_study(config(out))
     monkeypatch.undo()
     monkeypatch.setattr(classifier_training, "make_callbacks",
                         InterruptAt(classifier_training.make_callbacks, 1))
     with pytest.raises(KeyboardInterrupt):  # the GAN resumed and done, its classifier halfway
-        study.run_study(config(out))
+        run_study(config(out))
     monkeypatch.undo()
-    assert study.run_study(config(out))["ran"] == 1
+    assert run_study(config(out))["ran"] == 1
     pd.testing.assert_frame_equal(results_without_timings(out),
                                   results_without_timings(tmp_path / "reference"))
 

@@ -183,7 +183,7 @@ def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(fake_study
 
 
 def test_summary_uses_the_paired_two_level_bootstrap(demo, tmp_path, monkeypatch):
-    from keras_ganaug import stats
+    from keras_ganaug.metrics import stats
 
     out = tmp_path / "study"
     use_fakes(monkeypatch, FakeTraining(with_outputs=True))
@@ -334,7 +334,7 @@ def test_resuming_with_other_settings_is_refused(demo, tmp_path, monkeypatch):
 ])
 def test_classifier_flags_are_checked_before_any_generator_trains(demo, tmp_path, capsys,
                                                                   monkeypatch, flags, message):
-    pytest.importorskip("keras_ganaug.classifier_training")
+    pytest.importorskip("keras_ganaug.classify.training")
     fake = FakeTraining()
     monkeypatch.setattr(adapters, "train_generator", fake.gan)
     argv = ["--data", str(demo), "--n-real", "8", "--methods", "dcgan,real",
@@ -419,7 +419,7 @@ REAL_GAN_KIMG = 0.016  # one batch of 16: one step, one epoch, one checkpoint
 
 @pytest.fixture(scope="module")
 def real_study(demo_root, tmp_path_factory):
-    pytest.importorskip("keras_ganaug.classifier_training")
+    pytest.importorskip("keras_ganaug.classify.training")
     out = tmp_path_factory.mktemp("real") / "study"
     real_classifier, real_gan = adapters.train_classifier, adapters.train_generator
     classifier_calls, gan_calls = [], []
@@ -519,7 +519,7 @@ def test_tiny_real_study_keeps_every_val_image_out_of_every_gan(real_study):
 
 @pytest.mark.slow
 def test_evaluating_a_finished_run_reproduces_its_metrics(real_study, demo_root):
-    from keras_ganaug.data import list_images, load_images
+    from keras_ganaug.data.images import list_images, load_images
 
     folder = real_study.out / "runs" / "n8_s0_oversample_balance"
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -18,7 +18,8 @@ import numpy as np
 
 from keras_ganaug.errors import UserError
 
-AUGMENT_MODES = ("none", "classic", "superpixel", "classic+superpixel")
+AUGMENTS = ("classic", "superpixel")  # the kinds; --augment takes none, one, or both
+AUGMENT_MODES = ("none", *AUGMENTS, "+".join(AUGMENTS))
 MAX_ROTATION_DEGREES = 45.0
 
 

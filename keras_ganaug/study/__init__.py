@@ -11,9 +11,3 @@
     report.py    report.md, summary.csv, comparisons.csv and the figures
     cli.py       flags -> StudyConfig -> run_study
 """
-
-# The library entry point, `study.run_study(study.StudyConfig(...))`, as before the split.
-from keras_ganaug.study.grid import StudyConfig
-from keras_ganaug.study.runner import run_study
-
-__all__ = ["StudyConfig", "run_study"]

@@ -17,7 +17,7 @@ def classifier_config(config: StudyConfig, method: Method, n_real: int | None = 
                       seed: int = 0, generators: list[str] | None = None,
                       synthetic: str | None = None, out: str | None = None):
     """The ClassifierConfig of one cell: the one place study settings become classifier flags."""
-    from keras_ganaug.classifier_training import ClassifierConfig
+    from keras_ganaug.classify.config import ClassifierConfig
 
     return ClassifierConfig(
         data=data_root(config), minority=config.minority, n_real=n_real, model=config.model,
@@ -34,8 +34,8 @@ def classifier_config(config: StudyConfig, method: Method, n_real: int | None = 
 
 def train_classifier(config: StudyConfig, method: Method, n_real: int | None, seed: int,
                      generators: list[str], synthetic: str | None, out: Path) -> dict:
-    """One classifier run through keras_ganaug.classifier_training; returns its metrics dict."""
-    from keras_ganaug.classifier_training import run
+    """One classifier run through keras_ganaug.classify.training; returns its metrics dict."""
+    from keras_ganaug.classify.training import run
 
     classifier = classifier_config(config, method, n_real, seed, generators, synthetic, str(out))
     try:
@@ -47,7 +47,7 @@ def train_classifier(config: StudyConfig, method: Method, n_real: int | None, se
 def check_classifier_settings(config: StudyConfig, methods: list[Method]) -> None:
     """Let the classifier side reject its flags (model, weights, augmentation, --synthetic) now,
     not after the first generator has trained."""
-    from keras_ganaug.classifier_training import resolve
+    from keras_ganaug.classify.config import resolve
 
     for method in methods:
         # Generators do not exist yet: their settings are checked on their own below.
@@ -61,8 +61,8 @@ def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
     gans = sorted({m.gan for m in methods if m.gan})
     if not gans:
         return
-    from keras_ganaug.gans import GAN_NAMES
     from keras_ganaug.gans.networks import check_image_size
+    from keras_ganaug.gans.registry import GAN_NAMES
 
     missing = [gan for gan in gans if gan not in GAN_NAMES]
     if missing:
@@ -73,17 +73,17 @@ def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
 
 def train_generator(config: StudyConfig, cell: Cell, out: Path,
                     class_name: str | None = None) -> dict:
-    """One GAN run through keras_ganaug.gan_training (resumed if a crash left it half done).
+    """One GAN run through keras_ganaug.gans.training (resumed if a crash left it half done).
 
     class_name: another class than the minority (its own GAN for +all-classes), every image of it.
     """
-    from keras_ganaug.gan_training import GANConfig, run
+    from keras_ganaug.gans.training import GANConfig, run
 
     started = (out / "run_config.json").is_file()
     gan = GANConfig(data=data_root(config), class_name=class_name or config.minority,
                     gan=cell.method.gan, n_real=cell.n_real if class_name is None else None,
                     image_size=config.image_size, channels=config.channels,
-                    epochs=config.gan_epochs or 1, kimg=None if config.gan_epochs else config.gan_kimg,
+                    epochs=config.gan_epochs, kimg=None if config.gan_epochs else config.gan_kimg,
                     batch_size=config.gan_batch_size, val_fraction=config.val_fraction,
                     drop_test_duplicates=config.drop_test_duplicates,
                     augment=cell.method.gan_augment, seed=cell.seed, out=str(out),
@@ -105,7 +105,7 @@ def load_classifier(run_folder: Path):
     """The best model a classifier run saved (custom layers registered by importing classifiers)."""
     import keras
 
-    import keras_ganaug.classifiers  # noqa: F401  registers the package's serializable layers
+    import keras_ganaug.classify.models  # noqa: F401  registers the package's serializable layers
 
     return keras.saving.load_model(run_folder / "best.keras")
 
@@ -114,7 +114,7 @@ def evaluate_classifier(run_folder: Path, images, labels, class_names: list[str]
                         minority: str, decision: dict | None = None) -> dict:
     """Metrics of a finished run's best model (the one its metrics.json measured) on given images;
     with the run's val-tuned `decision`, the decision metrics are at it, as the study reports."""
-    from keras_ganaug.data import make_dataset
+    from keras_ganaug.data.images import make_dataset
     from keras_ganaug.metrics.classification import classification_metrics, tuned_metrics
 
     model = load_classifier(run_folder)

@@ -34,9 +34,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_ganaug.data import DEFAULT_VAL_FRACTION
+from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
-from keras_ganaug.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 from keras_ganaug.study.grid import (
     DEFAULT_GAN_KIMG,
     DEFAULT_METHODS,

@@ -29,7 +29,7 @@ class FeatureSpace:
     c2st_epochs = C2ST_EPOCHS
 
     def __init__(self, config: StudyConfig, out: Path):
-        from keras_ganaug.data import list_images, load_images
+        from keras_ganaug.data.images import list_images, load_images
         from keras_ganaug.metrics import quality
         from keras_ganaug.metrics.features import (
             load_feature_space,
@@ -64,8 +64,8 @@ class FeatureSpace:
         unseen real minority (test split), TSTR, and the images it trained on."""
         import numpy as np
 
-        from keras_ganaug.data import select_real, split_validation
-        from keras_ganaug.export import load_metadata
+        from keras_ganaug.data.images import select_real, split_validation
+        from keras_ganaug.gans.export import load_metadata
         from keras_ganaug.metrics import quality
         from keras_ganaug.quality import image_measures
         from keras_ganaug.synthesize import synthesize

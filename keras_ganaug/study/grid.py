@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from keras_ganaug.data import DEFAULT_VAL_FRACTION
+from keras_ganaug.classify.augment import AUGMENTS as CLASSIFIER_AUGMENTS
+from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR
+from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
 
 REAL = "real"  # the real images alone: the method every other one is measured against
 CLASS_WEIGHTS = "class-weights"
 OVERSAMPLE = "oversample"  # repeat real images: the non-GAN twin of a GAN method
-GAN_AUGMENTS = ("diffaugment", "ada")
-CLASSIFIER_AUGMENTS = ("classic", "superpixel")
+GAN_AUGMENTS = tuple(kind for kind in AUGMENT_KINDS if kind != "none")  # method suffixes
 ALL_CLASSES = "all-classes"  # method suffix: every class gets the same share of extra images
 DEFAULT_N_REAL = "10,50,100,200,250,300,500,all"
 DEFAULT_METHODS = f"{REAL},{CLASS_WEIGHTS},{OVERSAMPLE}+classic,dcgan+diffaugment"
@@ -28,8 +29,6 @@ DEFAULT_GAN_KIMG = 40.0
 
 def method_grammar() -> str:
     """Every spelling --methods accepts, in words (for --help and for errors)."""
-    from keras_ganaug.gans import GAN_NAMES
-
     return (f"{REAL}, {CLASS_WEIGHTS}, {', '.join(CLASSIFIER_AUGMENTS)}, {OVERSAMPLE}, or a GAN "
             f"({', '.join(GAN_NAMES)}) with optional {' / '.join('+' + a for a in GAN_AUGMENTS)}, "
             f"and {' / '.join('+' + a for a in CLASSIFIER_AUGMENTS)} / +{CLASS_WEIGHTS} / "
@@ -56,8 +55,6 @@ class Method:
 
 def parse_method(text: str) -> Method:
     """'dcgan+diffaugment+classic' -> Method; parts: GAN or oversample first, then modifiers."""
-    from keras_ganaug.gans import GAN_NAMES
-
     parts = [p.strip() for p in text.strip().split("+") if p.strip()]
     if parts == [REAL]:
         return Method(REAL)
@@ -93,7 +90,7 @@ def method_name(method: Method) -> str:
 
 def parse_synthetic_list(text: str) -> list[str]:
     """'balance,1:1,20%' -> the distinct --synthetic values of the ratio axis, each checked."""
-    from keras_ganaug.classifier_training import parse_synthetic
+    from keras_ganaug.classify.config import parse_synthetic
 
     values = [v.strip() for v in text.split(",") if v.strip()]
     for value in values:
@@ -166,7 +163,7 @@ def data_root(config: StudyConfig) -> str:
     """--data, or the built-in demo set (written on first use) when it is not given."""
     if config.data is not None:
         return config.data
-    from keras_ganaug.demo import make_demo_data
+    from keras_ganaug.data.demo import make_demo_data
 
     return str(make_demo_data())
 
@@ -190,7 +187,7 @@ class Cell:
     @property
     def cell_id(self) -> str:
         # The classifier's run-name rule, so a ratio like 1:1 can stand in a file name.
-        from keras_ganaug.classifier_training import synthetic_label
+        from keras_ganaug.classify.config import synthetic_label
 
         ratio = "" if self.synthetic is None else f"_{synthetic_label(self.synthetic)}"
         return f"n{n_label(self.n_real)}_s{self.seed}_{self.method.name}{ratio}"

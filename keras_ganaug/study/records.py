@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import write_text_atomic
+from keras_ganaug.io import write_text_atomic
 from keras_ganaug.study.grid import StudyConfig, declared_comparisons, n_label
 
 COMMAND = "python -m keras_ganaug.study"  # how invocations and the report spell the command

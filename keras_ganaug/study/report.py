@@ -14,12 +14,12 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from keras_ganaug import stats
 from keras_ganaug.errors import UserError
-from keras_ganaug.files import write_text_atomic
+from keras_ganaug.io import write_text_atomic
+from keras_ganaug.metrics import stats
+from keras_ganaug.plots import plot_study_metric
 from keras_ganaug.study.records import COMMAND, LEAK_FREE, invocations
 from keras_ganaug.study.summary import (
     ALL_METRICS,
@@ -200,8 +200,8 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
     figures = {}
     for metric in ALL_METRICS:
         if metric in set(summary["metric"]):
-            figures[metric] = plot_metric(summary, arms, metric,
-                                          out / "figures" / f"{metric}_vs_n.png")
+            figures[metric] = plot_study_metric(summary, arms, metric, ALL_METRICS[metric],
+                                                out / "figures" / f"{metric}_vs_n.png")
     paths.update({f"figure_{k}": v for k, v in figures.items()})
     text = render(out, results, summary, comparisons, study, arms, ns, figures)
     write_text_atomic(out / "report.md", text)
@@ -332,48 +332,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
     return "\n".join(lines)
 
 
-# Figures ----------------------------------------------------------------------------------------
-# Everything that draws or points at an image, kept together: the figures of the package are to
-# live in one module, and this section moves there as one piece.
-
-def plot_metric(summary: pd.DataFrame, arms: list[str], metric: str, path: Path) -> str:
-    """Mean of `metric` against the real minority count, one line per arm, 95% interval bands,
-    and each seed's value as a point."""
-    from keras_ganaug.metrics.classification import pyplot, save_figure
-
-    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
-    for offset, arm in enumerate(arms):
-        rows = summary[(summary["arm"] == arm) & (summary["metric"] == metric)]
-        rows = rows.sort_values("n_minority")
-        if rows.empty:
-            continue
-        x = rows["n_minority"].to_numpy(float)
-        line, = ax.plot(x, rows["mean"], marker="o", label=arm)
-        low, high = rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float)
-        if np.isfinite(low).any():
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
-        # Seeds as points, nudged sideways so arms at one N do not hide each other.
-        jitter = 1 + 0.03 * (offset - len(arms) / 2)
-        for xi, seeds in zip(x, rows["seed_values"], strict=True):
-            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
-            ax.scatter([xi * jitter] * len(values), values, s=9, color=line.get_color(),
-                       alpha=0.6, linewidths=0)
-    ticks = summary.drop_duplicates("n_real").sort_values("n_minority")
-    if len(ticks) > 1:
-        ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set_xticks(ticks["n_minority"].to_numpy(float),
-                  [n if n != "all" else f"all\n({m})"
-                   for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
-    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
-    ax.set_xlabel("real minority training images (N)")
-    ax.set_ylabel(ALL_METRICS[metric])
-    ax.set_title(f"{ALL_METRICS[metric]} vs N (mean, 95% interval, seeds as points)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, path)
-
+# The figures themselves are drawn in plots.py; this links the generators' sample grids.
 
 def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
     """Markdown links to the seed-0 generators' final sample grids, or None if there are none."""

@@ -42,7 +42,7 @@ from keras_ganaug.study.records import (
 
 def minority_name(config: StudyConfig) -> str:
     """--minority, or the class with the fewest training images."""
-    from keras_ganaug.data import list_images
+    from keras_ganaug.data.images import list_images
 
     return config.minority or list_images(data_root(config), "train").fewest_class()
 
@@ -80,7 +80,7 @@ class Study:
     def other_class_generators(self, cell: Cell, minority: str) -> list[str]:
         """+all-classes with an unconditional GAN: one generator per other class, trained on all
         of that class's train part (per seed, shared by every N), at the same kimg."""
-        from keras_ganaug.data import list_images
+        from keras_ganaug.data.images import list_images
 
         if cell.method.gan == "cgan":
             return []  # a conditional generator makes every class itself
@@ -173,7 +173,7 @@ class Study:
         if self.leak_free_test is None:
             import numpy as np
 
-            from keras_ganaug.data import list_images, load_images
+            from keras_ganaug.data.images import list_images, load_images
 
             x_test, y_test, loaded, _ = load_images(list_images(data_root(self.config), "test"),
                                                     self.config.image_size, self.config.channels)
@@ -229,7 +229,7 @@ def check_config(config: StudyConfig) -> None:
             raise UserError(f"{flag} {value}: expected a positive number")
     if config.inception_weights and not Path(config.inception_weights).is_file():
         raise UserError(f"--inception-weights {config.inception_weights}: no such file")
-    from keras_ganaug.data import list_images
+    from keras_ganaug.data.images import list_images
 
     root = data_root(config)
     train = list_images(root, "train")
@@ -268,8 +268,8 @@ def run_study(config: StudyConfig, argv: list[str] | None = None) -> dict:
 
 def write_leakage(config: StudyConfig, out: Path) -> dict:
     """OUT/leakage.json: the test split against the training split and every generator's hashes."""
-    from keras_ganaug import leakage
-    from keras_ganaug.data import list_images
+    from keras_ganaug.data import leakage
+    from keras_ganaug.data.images import list_images
 
     root = data_root(config)
     models = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_ganaug import stats
+from keras_ganaug.metrics import stats
 from keras_ganaug.study.grid import parse_method
 from keras_ganaug.study.records import LEAK_FREE, LEAK_FREE_METRICS, PER_IMAGE_KEY, finished_cells
 
