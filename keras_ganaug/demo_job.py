@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_ganaug.errors import quiet_tensorflow, run_cli
+from keras_ganaug.errors import add_common_flags, quiet_tensorflow, run_cli
 
 ARMS = {
     "real only": {},
@@ -77,8 +77,7 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--epochs", type=int, default=30, help="classifier epochs (early stopping)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true")
+    add_common_flags(p)
     args = p.parse_args(argv)
     quiet_tensorflow()
     results = run_demo_job(args.out, args.gan_kimg, args.epochs, args.image_size, args.seed,

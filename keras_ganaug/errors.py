@@ -23,6 +23,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """--quiet and --debug, which every CLI takes (run_cli reads --debug itself)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number of 1 or more."""
     try:

@@ -17,6 +17,7 @@ from typing import TypeVar
 from keras_ganaug.errors import UserError
 
 T = TypeVar("T")
+RUN_CONFIG_FILE = "run_config.json"  # a trainer writes it once the data is checked: a started run
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -48,6 +49,44 @@ def ensure_writable(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"--out {out}: not writable ({err.strerror or err})") from err
+
+
+def check_out(out: Path, *, finished_marker: str, resume: bool, overwrite: bool,
+              settings: dict, defaults: dict, resume_keys: tuple[str, ...],
+              resume_finished: bool) -> Path:
+    """The guard both trainers put before OUT: refuse (never delete) a finished or unfinished run
+    there unless --overwrite, and a --resume with other settings than the run's; a finished run
+    may be resumed only if `resume_finished` (a GAN trains on to more epochs). Returns the folder
+    to write in: OUT, or, when --overwrite replaces a run, a new staging folder next to it.
+
+    `settings` are this run's, `defaults` stand in for settings an older run_config.json lacks.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    finished = (out / finished_marker).is_file()
+    started = (out / RUN_CONFIG_FILE).is_file()
+    if resume:
+        if finished and not resume_finished:
+            raise UserError(f"--resume: {out} holds a finished run ({finished_marker}); nothing "
+                            f"to resume (pass --overwrite instead of --resume to run it again)")
+        if not started:
+            raise UserError(f"--resume: {out} holds no run to resume (no {RUN_CONFIG_FILE})")
+        previous = {**defaults, **json.loads((out / RUN_CONFIG_FILE).read_text())}
+        changed = [k for k in resume_keys if previous.get(k) != settings.get(k)]
+        if changed:
+            key = changed[0]
+            raise UserError(f"--resume: --{key.replace('_', '-')} is {settings.get(key)!r} but the "
+                            f"run in {out} used {previous.get(key)!r}")
+    elif (finished or started) and not overwrite:
+        what = (f"a finished run ({finished_marker})" if finished
+                else "an unfinished run (pass --resume to continue it)")
+        raise UserError(f"--out {out}: holds {what}; pass --overwrite to replace it or choose "
+                        f"another --out")
+    elif finished or started:
+        return stage_replacement(out)
+    ensure_writable(out)
+    return out
 
 
 def stage_replacement(out: Path) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
+from keras_ganaug.errors import UserError, add_common_flags, quiet_tensorflow, run_cli
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
 from keras_ganaug.metrics.quality import C2ST_EPOCHS
 
@@ -191,8 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fakes to draw (default: as many as REAL_FOLDER has images)")
     p.add_argument("--seed", type=whole, default=0, help="fakes, subsets and C2ST folds (default 0)")
     p.add_argument("--out", help="JSON to write (default GENERATOR/quality.json)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    add_common_flags(p)
     return p
 
 

@@ -10,6 +10,20 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+MAX_WORKERS = 4  # each worker holds its own TensorFlow; more buys little on tiny models
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core, at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Workers share the cores: each TensorFlow gets its share of threads rather than one per
+    # core each, which oversubscribes the machine (set before TensorFlow is imported; the
+    # subprocesses tests start inherit it).
+    share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, share)))
 
 REPO = Path(__file__).resolve().parents[1]
 SKIN_DATA = REPO.parent / "shared" / "data" / "skin_cancer"

@@ -22,7 +22,7 @@ from keras_ganaug.classify.config import SYNTHETIC_CLASSES, ClassifierConfig
 from keras_ganaug.classify.models import MODELS
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION, RESIZE_MODES
-from keras_ganaug.errors import ArgumentParser, quiet_tensorflow, run_cli
+from keras_ganaug.errors import ArgumentParser, add_common_flags, quiet_tensorflow, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the interrupted run in --out (same flags; --epochs may grow)")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave unreadable images out instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    add_common_flags(p)
     return p
 
 

@@ -17,7 +17,6 @@ from keras_ganaug.errors import UserError
 METRICS_FILE = "metrics.json"
 
 
-RUN_CONFIG_FILE = "run_config.json"  # written once the data is checked: marks a started run
 
 
 BACKUP_DIR = "backup"  # per-epoch state for --resume, removed once the run has finished

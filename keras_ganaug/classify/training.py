@@ -19,7 +19,6 @@ run(ClassifierConfig(...)) is what train_classifier.py and the study grid call.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -34,14 +33,12 @@ from keras_ganaug.classify.config import (
     BACKUP_DIR,
     METRICS_FILE,
     RESUME_KEYS,
-    RUN_CONFIG_FILE,
     ClassifierConfig,
     resolve,
 )
 from keras_ganaug.classify.models import check_imagenet_reachable
 from keras_ganaug.classify.splits import build_splits
-from keras_ganaug.errors import UserError
-from keras_ganaug.io import ensure_writable, finish_in, stage_replacement, write_json_atomic
+from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in, write_json_atomic
 
 
 def train_dataset(x, y, config: ClassifierConfig, first_epoch: int = 0):
@@ -138,39 +135,11 @@ def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 def prepare_out(config: ClassifierConfig) -> Path:
-    """Create OUT, checked writable; refuse (never delete) a finished or unfinished run there
-    unless --overwrite, and --resume with settings other than the run's. Returns the folder to
-    write in: OUT, or, when --overwrite replaces a run, a new staging folder next to it (see
-    files.stage_replacement). Writes nothing else."""
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    finished = (out / METRICS_FILE).is_file()
-    started = (out / RUN_CONFIG_FILE).is_file()
-    if config.resume:
-        if finished:
-            raise UserError(f"--resume: {out} holds a finished run ({METRICS_FILE}); nothing to "
-                            f"resume (pass --overwrite instead of --resume to run it again)")
-        if not started:
-            raise UserError(f"--resume: {out} holds no run to resume (no {RUN_CONFIG_FILE})")
-        # A setting added after the run started (older version) counts as its default.
-        previous = {**asdict(ClassifierConfig()),
-                    **json.loads((out / RUN_CONFIG_FILE).read_text())}
-        current = asdict(config)
-        changed = [k for k in RESUME_KEYS if previous[k] != current[k]]
-        if changed:
-            key = changed[0]
-            raise UserError(f"--resume: --{key.replace('_', '-')} is {current[key]!r} but the run "
-                            f"in {out} used {previous.get(key)!r}")
-    elif (finished or started) and not config.overwrite:
-        what = (f"a finished run ({METRICS_FILE})" if finished
-                else "an unfinished run (pass --resume to continue it)")
-        raise UserError(f"--out {out}: holds {what}; pass --overwrite to replace it or choose "
-                        f"another --out")
-    elif finished or started:
-        return stage_replacement(out)
-    ensure_writable(out)
-    return out
+    """io.check_out for a classifier run (a finished run is not resumed); writes nothing else."""
+    return check_out(Path(config.out), finished_marker=METRICS_FILE, resume=config.resume,
+                     overwrite=config.overwrite, settings=asdict(config),
+                     defaults=asdict(ClassifierConfig()), resume_keys=RESUME_KEYS,
+                     resume_finished=False)
 
 
 def run(config: ClassifierConfig, verbose: int = 1) -> dict:

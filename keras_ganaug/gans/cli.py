@@ -13,7 +13,13 @@ import argparse
 
 from keras_ganaug import runtime
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.errors import ArgumentParser, positive_int, quiet_tensorflow, run_cli
+from keras_ganaug.errors import (
+    ArgumentParser,
+    add_common_flags,
+    positive_int,
+    quiet_tensorflow,
+    run_cli,
+)
 from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
 from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config
 
@@ -77,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out unreadable images instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    add_common_flags(p)
     return p
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.io import ensure_writable, finish_in, stage_replacement
+from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
 
 FINISHED_MARKER = "metadata.json"
 # Flags that must match for --resume to continue a run rather than start a different one.
@@ -119,29 +119,10 @@ def default_out(config: GANConfig, class_name: str) -> Path:
 
 
 def _check_out(out: Path, config: GANConfig) -> Path:
-    """Refuse to clobber a finished run, or to mix a resumed run with different flags; returns
-    the folder to write in: `out`, or the staging folder of an --overwrite that replaces a run."""
-    finished = (out / FINISHED_MARKER).is_file()
-    started = (out / "run_config.json").is_file()
-    if config.resume:
-        if not started:
-            raise UserError(f"--resume: {out} holds no run to resume (no run_config.json)")
-        previous = json.loads((out / "run_config.json").read_text())
-        # A key missing from an older run_config.json had its (then implicit) default.
-        changed = [k for k in RESUME_KEYS
-                   if previous.get(k, getattr(GANConfig, k)) != asdict(config).get(k)]
-        if changed:
-            key = changed[0]
-            raise UserError(f"--resume: --{key.replace('_', '-')} is {asdict(config)[key]!r} but the "
-                            f"run in {out} used {previous.get(key)!r}")
-    elif (finished or started) and not config.overwrite:
-        what = "a finished run" if finished else "an unfinished run (pass --resume to continue it)"
-        raise UserError(f"--out {out}: already holds {what}; pass --overwrite to replace it or "
-                        f"choose another --out")
-    elif finished or started:
-        return stage_replacement(out)
-    ensure_writable(out)
-    return out
+    """io.check_out for a GAN run: a finished run may be resumed to train on."""
+    return check_out(out, finished_marker=FINISHED_MARKER, resume=config.resume,
+                     overwrite=config.overwrite, settings=asdict(config),
+                     defaults=asdict(GANConfig()), resume_keys=RESUME_KEYS, resume_finished=True)
 
 
 @dataclass
@@ -279,7 +260,7 @@ def run(config: GANConfig) -> dict:
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
 
     def write():
-        (work / "run_config.json").write_text(json.dumps(asdict(config), indent=1))
+        (work / RUN_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1))
         data_lib.write_file_list(work / "training_files.json", data.images, config.seed,
                                  config.n_real, data.class_name,
                                  extra={"val_fraction": config.val_fraction,

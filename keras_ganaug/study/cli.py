@@ -36,7 +36,7 @@ from pathlib import Path
 
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.errors import UserError, quiet_tensorflow, run_cli
+from keras_ganaug.errors import UserError, add_common_flags, quiet_tensorflow, run_cli
 from keras_ganaug.study.grid import (
     DEFAULT_GAN_KIMG,
     DEFAULT_METHODS,
@@ -100,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(0-based, e.g. $SLURM_ARRAY_TASK_ID/4); all shards share --out")
     p.add_argument("--report-only", action="store_true",
                    help="remake results.csv, summary.csv, report.md and figures from OUT")
-    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    add_common_flags(p)
     return p
 
 
