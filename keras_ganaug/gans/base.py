@@ -202,13 +202,20 @@ class GAN(keras.Model):
         return out
 
     def _update_ema(self):
-        """EMA with the usual warm-up, min(decay, (1+t)/(10+t)), so short runs are not all init."""
+        """EMA of the trainable weights with the usual warm-up, min(decay, (1+t)/(10+t)), so short
+        runs are not all init; the batch-norm moving statistics are copied, not averaged: they
+        must describe the activations of the averaged weights' own recent inputs, and an average
+        of statistics lags behind the network it normalizes (StyleGAN2-ADA copies buffers too)."""
         if self.ema_generator is None:
             return
         t = tf.cast(self.g_steps, tf.float32)
         decay = tf.minimum(tf.constant(self.ema_decay, tf.float32), (1.0 + t) / (10.0 + t))
-        for ema_w, w in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+        for ema_w, w in zip(self.ema_generator.trainable_weights, self.generator.trainable_weights,
+                            strict=True):
             ema_w.assign(decay * ema_w + (1.0 - decay) * tf.cast(w, ema_w.dtype))
+        for ema_w, w in zip(self.ema_generator.non_trainable_weights,
+                            self.generator.non_trainable_weights, strict=True):
+            ema_w.assign(tf.cast(w, ema_w.dtype))
 
     # ---- sampling (shared by callbacks, export and synthesis) --------------------------------
     @property
