@@ -257,8 +257,14 @@ def ada_augment(images: tf.Tensor, p: float | tf.Tensor | tf.Variable,
     return tf.cast(out, images.dtype)
 
 
+# Real images shown for ADA's p to go from 0 to 1, whatever the set's size (StyleGAN2-ADA counts
+# in images shown too; its 500 kimg suits runs of thousands of kimg, ours are tens: 5 kimg lets p
+# cross [0, 1] in an eighth of the study's 40 kimg budget).
+ADA_SPEED_IMAGES = 5_000
+
+
 def ada_update(p: float | tf.Tensor, rt: float | tf.Tensor, images_seen: float | tf.Tensor,
-               target: float = 0.6, speed_images: float = 5_000) -> tf.Tensor:
+               target: float = 0.6, speed_images: float = ADA_SPEED_IMAGES) -> tf.Tensor:
     """New ADA probability: step by images_seen / speed_images toward less overfitting, in [0, 1].
 
     rt = E[sign(D(real))]: above `target` the discriminator is too sure of the reals, so p rises;
@@ -340,7 +346,8 @@ class AdaAugment(NoAugment):
     (and checkpoints) carry them across a resume.
     """
 
-    def __init__(self, target: float = 0.6, speed_images: float = 5_000, interval: int = 4,
+    def __init__(self, target: float = 0.6, speed_images: float = ADA_SPEED_IMAGES,
+                 interval: int = 4,
                  initial_p: float = 0.0, seed: int | keras.random.SeedGenerator | None = None,
                  **kwargs):
         super().__init__(seed=seed, **kwargs)

@@ -57,7 +57,7 @@ class GAN(keras.Model):
                 image_size, channels, self.generator_input_dim, width, name="ema_generator")
             self.ema_generator.set_weights(self.generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
-        # ADA's p must be able to cross [0, 1] within a few dozen epochs whatever the set size.
+        # None: augment.ADA_SPEED_IMAGES, real images shown for p to cross [0, 1], whatever N.
         self.ada_speed_images = ada_speed_images
         ada_options = {"speed_images": ada_speed_images} if augment == "ada" and ada_speed_images else {}
         self.augmenter = make_augmenter(augment, seed=seed, **ada_options)

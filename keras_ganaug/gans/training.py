@@ -22,8 +22,6 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
                "drop_test_duplicates")
 DEFAULT_EPOCHS = 50
-# ADA's p may move from 0 to 1 after this many passes over the real images, whatever their number.
-ADA_SPEED_EPOCHS = 50
 
 
 @dataclass
@@ -80,7 +78,7 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     an option meant for another GAN is an error rather than silently ignored.
     """
     from keras_ganaug import runtime
-    from keras_ganaug.gans.registry import GAN_NAMES
+    from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
 
     if config.gan not in GAN_NAMES:
         raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
@@ -89,6 +87,9 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
             raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "
                             f"only, not --gan {config.gan}")
     checks = [
+        (config.augment != "ada" or config.gan not in ADA_REFUSED,
+         f"--augment ada: {ADA_REFUSED.get(config.gan)}; use --augment diffaugment with "
+         f"--gan {config.gan}"),
         (config.ema is None or 0 < config.ema < 1,
          f"--ema {config.ema}: expected a decay in [0, 1), e.g. 0.999, or 0 for off"),
         (config.precision in runtime.PRECISION_CHOICES, f"--precision {config.precision}: "
@@ -298,7 +299,6 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
                        latent_dim=config.latent_dim, num_classes=len(images.class_names),
                        trained_class=class_id, augment=config.augment, ema_decay=config.ema,
                        width=config.width, seed=config.seed,
-                       ada_speed_images=ADA_SPEED_EPOCHS * len(arrays),
                        **{name: getattr(config, name) for name in gan_type.config_options})
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ganaug.errors import UserError
 from keras_ganaug.gans.base import GAN
 from keras_ganaug.gans.cgan import OneHotConditioning
+from keras_ganaug.gans.registry import ADA_REFUSED
 
 NORM_EPSILON = 1e-12
 
@@ -53,6 +55,9 @@ class WGANGP(GAN):
     config_options = ("n_critic", "gp_weight")
 
     def __init__(self, *args, n_critic: int = 5, gp_weight: float = 10.0, **kwargs):
+        if kwargs.get("augment") == "ada":
+            raise UserError(f"{type(self).__name__}: augment='ada' is refused: "
+                            f"{ADA_REFUSED['wgan-gp']}; use augment='diffaugment'")
         super().__init__(*args, **kwargs)
         self.d_steps, self.gp_weight = n_critic, gp_weight  # d_steps: the loop's n_critic
 

@@ -1,0 +1,49 @@
+"""ADA's speed is counted in images shown, whatever the set's size; WGAN-GP refuses ADA."""
+
+from __future__ import annotations
+
+import pytest
+
+from keras_ganaug.errors import UserError
+
+
+def test_ada_p_speed_is_in_images_shown_whatever_n():
+    """One update after `interval` batches of B images moves p by interval * B / ADA_SPEED_IMAGES
+    when every real image is scored "real" (rt = 1), for a set of 10 images as for 500."""
+    import tensorflow as tf
+
+    from keras_ganaug.gans.augment import ADA_SPEED_IMAGES, make_augmenter
+
+    for n_images in (10, 500):
+        ada = make_augmenter("ada", seed=0, interval=4)
+        assert ada.speed_images == ADA_SPEED_IMAGES  # the default takes no N
+        batch = min(8, n_images)
+        for _ in range(4):
+            ada.update(tf.ones((batch, 1)))
+        assert float(ada.p) == pytest.approx(4 * batch / ADA_SPEED_IMAGES)
+
+
+def test_training_builds_ada_without_a_speed_from_n():
+    from keras_ganaug.gans import gan_class
+
+    gan = gan_class("dcgan")(image_size=32, channels=3, latent_dim=8, width=4, augment="ada")
+    from keras_ganaug.gans.augment import ADA_SPEED_IMAGES
+
+    assert gan.augmenter.speed_images == ADA_SPEED_IMAGES
+
+
+def test_wgan_gp_refuses_ada_in_the_class_the_cli_and_the_study(tmp_path):
+    from keras_ganaug.gans import WGANGP
+    from keras_ganaug.gans.training import GANConfig, check_config
+    from keras_ganaug.study.adapters import check_gan_settings
+    from keras_ganaug.study.grid import StudyConfig, parse_method
+
+    with pytest.raises(UserError, match="augment='ada' is refused: its overfitting signal"):
+        WGANGP(image_size=32, channels=3, latent_dim=8, width=4, augment="ada")
+    with pytest.raises(UserError, match=r"^--augment ada: its overfitting signal.*"
+                                        r"use --augment diffaugment with --gan wgan-gp$"):
+        check_config(GANConfig(gan="wgan-gp", augment="ada"))
+    check_config(GANConfig(gan="dcgan", augment="ada"))  # a classifier's logits: fine
+    config = StudyConfig(methods=["wgan-gp+ada"], out=str(tmp_path))
+    with pytest.raises(UserError, match=r"^--methods wgan-gp\+ada: .*use wgan-gp\+diffaugment$"):
+        check_gan_settings(config, [parse_method("wgan-gp+ada")])
