@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from classifier_fixtures import write_image_folder
+from fault_fixtures import call
 
+import train_classifier
 from keras_ganaug.classify.networks import ApplicationPreprocess, build_classifier
 from keras_ganaug.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
 COUNTS = {"train": {"benign": 12, "malignant": 8}, "test": {"benign": 4, "malignant": 4}}
 
 
-def _cli(args: list[str], env: dict | None = None, timeout: int = 300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / "train_classifier.py"), *args],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("classifier_models") / "data", COUNTS)
 
 
 def test_cnn5_matches_the_ct_study_architecture():
@@ -110,57 +106,60 @@ def test_missing_weights_file_is_a_user_error(tmp_path):
         build_classifier("resnet50", 32, 3, 2, weights=str(tmp_path / "missing.h5"))
 
 
-def test_imagenet_offline_fails_fast_with_the_way_out(tmp_path):
+def test_imagenet_offline_fails_fast_with_the_way_out(capsys, monkeypatch, tmp_path):
     """No cached weights, no route out (a dead proxy): exit 2 within seconds, one helpful line.
 
-    The check runs before TensorFlow is imported, so not even its start-up chatter is printed.
+    The check runs before any data is loaded or a network is built. (That a real process prints
+    nothing but the error line, TensorFlow's start-up chatter held back, test_faults_gan checks.)
     """
+    for name, value in {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+                        "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "",
+                        "no_proxy": ""}.items():
+        monkeypatch.setenv(name, value)
     started = time.perf_counter()
-    result = _cli(["--model", "vgg16", "--weights", "imagenet", "--image-size", "32",
-                   "--data", str(tmp_path / "not-needed"), "--out", str(tmp_path / "out")],
-                  env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
-                       "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""},
-                  timeout=120)
+    code, _, err = call(train_classifier.main,
+                        ["--model", "vgg16", "--weights", "imagenet", "--image-size", "32",
+                         "--data", tmp_path / "not-needed", "--out", tmp_path / "out"], capsys)
     elapsed = time.perf_counter() - started
-    assert result.returncode == 2, result.stderr
+    assert code == 2, err
     assert elapsed < 30
-    lines = result.stderr.strip().splitlines()
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --weights imagenet")
     assert "--weights none" in lines[0] and "--weights PATH" in lines[0]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
-def test_vgg16_from_scratch_trains_one_epoch_via_the_cli(tmp_path):
-    data = write_image_folder(tmp_path / "data", COUNTS)
+def test_vgg16_from_scratch_trains_one_epoch_via_the_cli(capsys, tmp_path, image_root):
     out = tmp_path / "vgg"
-    result = _cli(["--data", str(data), "--model", "vgg16", "--weights", "none",
-                   "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--quiet",
-                   "--out", str(out)])
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stdout, err = call(train_classifier.main,
+                             ["--data", image_root, "--model", "vgg16", "--weights", "none",
+                              "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                              "--quiet", "--out", out], capsys)
+    assert code == 0, err[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["model"] == "vgg16" and metrics["config"]["weights"] == "none"
     assert metrics["test_counts"] == {"benign": 4, "malignant": 4}
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epochs_run"] == 1
-    assert f"accuracy {metrics['accuracy']:.3f}" in result.stdout
+    assert f"accuracy {metrics['accuracy']:.3f}" in stdout
 
 
 @pytest.mark.slow
-def test_resnet50_loads_a_weights_file_via_the_cli(tmp_path):
+def test_resnet50_loads_a_weights_file_via_the_cli(capsys, tmp_path, image_root):
     """--weights PATH is loaded into the backbone: frozen, it is still those weights afterwards."""
     import keras
 
-    data = write_image_folder(tmp_path / "data", COUNTS)
     path = tmp_path / "resnet50_notop.weights.h5"
     saved = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
     saved.save_weights(path)
     out = tmp_path / "resnet"
-    result = _cli(["--data", str(data), "--model", "resnet50", "--weights", str(path),
-                   "--freeze", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                   "--quiet", "--out", str(out)])
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, _, err = call(train_classifier.main,
+                        ["--data", image_root, "--model", "resnet50", "--weights", path,
+                         "--freeze", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                         "--quiet", "--out", out], capsys)
+    assert code == 0, err[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["weights"] == str(path) and metrics["config"]["freeze"]
-    import keras_ganaug.classify.networks  # noqa: F401  registers ApplicationPreprocess for loading
 
     best = keras.models.load_model(out / "best.keras")
     for before, after in zip(saved.weights, best.get_layer("resnet50").weights, strict=True):

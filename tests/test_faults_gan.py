@@ -6,7 +6,9 @@ run would have been allowed to replace it: the snapshot check shows a failure re
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import os
 import shutil
@@ -132,20 +134,35 @@ def test_resume_with_other_flags_is_refused(capsys, data_root, finished_run):
     assert snapshot(finished_run) == before
 
 
-def test_bad_images_skipped_modes_converted_non_ascii_names_read(capsys, tmp_path):
-    """--skip-bad-images reports the count; LA / RGBA are converted and said so; any file name."""
-    root = image_folder(tmp_path / "data", {"train": {"benign": 4, "malignant": 6}})
+@pytest.fixture(scope="module")
+def messy_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """One GAN run over a folder with unreadable files, LA / RGBA images, non-ASCII names and a
+    byte copy of a test image, with --skip-bad-images and --drop-test-duplicates:
+    (data root, out, stdout)."""
+    from classifier_fixtures import write_image_folder
+
+    tmp = tmp_path_factory.mktemp("messy")
+    root = write_image_folder(tmp / "data", {"train": {"benign": 4, "malignant": 6},
+                                             "test": {"benign": 2, "malignant": 2}})
     folder = root / "train" / "malignant"
     for kind, name in BAD_NAMES.items():
         write_bad_image(folder / name, kind)
     noise_image(40, "LA", seed=1).save(folder / "läsion_ü.png")
     noise_image(40, "RGBA", seed=2).save(folder / "rgba.png")
     noise_image(40, "RGB", seed=3).save(folder / "病変.jpg")
-    out = tmp_path / "run"
-    code, stdout, err = call(train_gan.main,
-                             gan_args(root, out, "--skip-bad-images", "--val-fraction", "0",
-                                      quiet=False), capsys)
-    assert code == 0, err[-3000:]
+    shutil.copy(sorted((root / "test" / "malignant").iterdir())[0], folder / "copy.png")
+    out = tmp / "run"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = train_gan.main(gan_args(root, out, "--skip-bad-images", "--drop-test-duplicates",
+                                       "--val-fraction", "0", quiet=False))
+    assert code == 0, stdout.getvalue()[-3000:]
+    return root, out, stdout.getvalue()
+
+
+def test_bad_images_skipped_modes_converted_non_ascii_names_read(messy_run):
+    """--skip-bad-images reports the count; LA / RGBA are converted and said so; any file name."""
+    _, out, stdout = messy_run
     assert "skipped 3 unreadable images (--skip-bad-images)" in stdout
     assert "converted to RGB: 1 LA, 1 RGBA" in stdout
     trained = {Path(f["path"]).name for f in
@@ -321,17 +338,8 @@ def test_kimg_gives_every_n_the_same_updates_and_holds_out_val(capsys, data_root
     assert_user_error(code, err, "--epochs and --kimg")
 
 
-def test_drop_test_duplicates_leaves_copies_of_test_images_out(capsys, tmp_path):
-    from classifier_fixtures import write_image_folder
-
-    root = write_image_folder(tmp_path / "data", {"train": {"benign": 4, "malignant": 6},
-                                                  "test": {"benign": 2, "malignant": 2}})
-    test_image = sorted((root / "test" / "malignant").iterdir())[0]
-    shutil.copy(test_image, root / "train" / "malignant" / "copy.png")
-    out = tmp_path / "run"
-    code, _, err = call(train_gan.main, gan_args(root, out, "--drop-test-duplicates",
-                                                 "--val-fraction", "0"), capsys)
-    assert code == 0, err[-3000:]
+def test_drop_test_duplicates_leaves_copies_of_test_images_out(messy_run):
+    root, out, _ = messy_run
     record = json.loads((out / "training_files.json").read_text())
     assert record["dropped_test_duplicates"] == [str(root / "train" / "malignant" / "copy.png")]
     assert all(Path(f["path"]).name != "copy.png" for f in record["files"])

@@ -27,14 +27,28 @@ def classifier_run(data_root, out, seed: int) -> tuple[dict, dict]:
     return metrics, json.loads((out / "splits.json").read_text())
 
 
-def classifier_cli(data_root, out, *flags) -> tuple[dict, dict]:
-    """The same run from the command line, in a fresh process."""
+# One fresh interpreter runs the CLI twice: plain, then with --deterministic (which turns op
+# determinism on for the rest of that process, so it goes last and never into the test process).
+TWO_CLI_RUNS = """
+import sys
+import train_classifier
+plain, strict, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.exit(train_classifier.main([*args, "--out", plain])
+         or train_classifier.main([*args, "--deterministic", "--out", strict]))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process_runs(tmp_path_factory, demo_root) -> dict[str, tuple[dict, dict]]:
+    """{"plain" | "deterministic": (metrics, splits)} of the seed-0 run from the command line."""
+    root = tmp_path_factory.mktemp("cli")
     args = [f"--{k.replace('_', '-')}={v}" for k, v in CLASSIFIER.items()]
-    proc = run_script("train_classifier.py", "--data", str(data_root), *args, "--seed", "0",
-                      "--out", str(out), "--quiet", *flags)
+    proc = run_script("-c", TWO_CLI_RUNS, str(root / "plain"), str(root / "deterministic"),
+                      "--data", str(demo_root), *args, "--seed", "0", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return (json.loads((out / "metrics.json").read_text()),
-            json.loads((out / "splits.json").read_text()))
+    return {name: (json.loads((root / name / "metrics.json").read_text()),
+                   json.loads((root / name / "splits.json").read_text()))
+            for name in ("plain", "deterministic")}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +56,9 @@ def seed0_run(tmp_path_factory, demo_root) -> tuple[dict, dict]:
     return classifier_run(demo_root, tmp_path_factory.mktemp("seed0") / "run", seed=0)
 
 
-def test_classifier_same_seed_same_metrics(tmp_path, demo_root, seed0_run):
+def test_classifier_same_seed_same_metrics(tmp_path, demo_root, seed0_run, fresh_process_runs):
     first, first_files = seed0_run
-    second, second_files = classifier_cli(demo_root, tmp_path / "b")
+    second, second_files = fresh_process_runs["plain"]
     other, other_files = classifier_run(demo_root, tmp_path / "c", seed=1)
 
     assert first_files == second_files
@@ -58,11 +72,11 @@ def test_classifier_same_seed_same_metrics(tmp_path, demo_root, seed0_run):
 
 
 @pytest.mark.slow
-def test_deterministic_flag_runs_and_changes_at_most_the_last_bits_on_cpu(tmp_path, demo_root,
-                                                                          seed0_run):
+def test_deterministic_flag_runs_and_changes_at_most_the_last_bits_on_cpu(seed0_run,
+                                                                          fresh_process_runs):
     """Op determinism may pick other CPU kernels (other summation orders): 1e-6 relative."""
     plain, plain_files = seed0_run
-    strict, strict_files = classifier_cli(demo_root, tmp_path / "b", "--deterministic")
+    strict, strict_files = fresh_process_runs["deterministic"]
     assert strict_files == plain_files
     for key, values in plain["history"].items():
         np.testing.assert_allclose(strict["history"][key], values, rtol=1e-6, err_msg=key)
