@@ -25,13 +25,19 @@ GANS = {
 BF16 = "cgan-mixed_bfloat16"
 TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0}
 
-# Every acceptance check of one export, in a process that imports only tensorflow and keras.
+# Every acceptance check of one export, in a process that imports only tensorflow and keras;
+# and what `saved_model_cli show --tag_set serve --signature_def serving_default` prints of its
+# generator, by the function the tool's show command calls (one TensorFlow start-up, not six).
 FRESH_CONTRACT = """
-import hashlib, json, sys
+import contextlib, hashlib, io, json, sys
 import numpy as np, tensorflow as tf, keras
+from tensorflow.python.tools import saved_model_cli
 assert "keras_ganaug" not in sys.modules
 results = {}
 for path in sys.argv[1:]:
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        saved_model_cli._show_inputs_outputs(path + "/generator", "serve", "serving_default")
     g = tf.saved_model.load(path + "/generator")
     meta = json.loads(g.metadata().numpy())
     a = g.generate(count=4, seed=0, class_id=-1)["images"].numpy()
@@ -61,6 +67,7 @@ for path in sys.argv[1:]:
         "discriminator_outputs": sorted(scored),
         "discriminator_layer_same": bool(np.array_equal(
             scored["realness"], d_layer(tf.constant(a), class_ids=tf.zeros(4, tf.int32))["realness"])),
+        "saved_model_cli_show": shown.getvalue(),
     }
 print(json.dumps(results))
 """
@@ -108,11 +115,21 @@ def exports(tmp_path_factory):
     return trained
 
 
-def test_every_export_honours_the_contract_in_plain_tensorflow(exports):
-    proc = run_script("-c", FRESH_CONTRACT, *(str(path) for _, path, _ in exports.values()))
+@pytest.fixture(scope="module")
+def fresh_contract(exports) -> subprocess.CompletedProcess:
+    """FRESH_CONTRACT over every export, in ONE fresh interpreter."""
+    return run_script("-c", FRESH_CONTRACT, *(str(path) for _, path, _ in exports.values()))
+
+
+def _contract_results(proc: subprocess.CompletedProcess) -> dict[str, dict]:
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "custom gradients" not in proc.stderr  # an inference graph: no training functions
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_export_honours_the_contract_in_plain_tensorflow(exports, fresh_contract):
+    results = _contract_results(fresh_contract)
+    # an inference graph: no training functions
+    assert "custom gradients" not in fresh_contract.stderr
     for key, (gan, path, in_process_sha) in exports.items():
         result = results[str(path)]
         assert result["dtype"] == "uint8" and result["shape"] == [4, 32, 32, 3], key
@@ -139,18 +156,26 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports):
         assert meta["precision"] == ("mixed_bfloat16" if key == BF16 else "float32"), key
 
 
+SERVING_DEFAULT_LINES = ("inputs['count']", "DT_INT32", "inputs['seed']", "DT_INT64",
+                         "outputs['images']", "DT_UINT8", "outputs['class_ids']")
+
+
 @pytest.mark.slow
-def test_saved_model_cli_shows_every_generators_serving_default(exports):
-    # Generators only: each run imports TensorFlow (seconds); the fresh process above reads the
+def test_saved_model_cli_shows_every_generators_serving_default(exports, fresh_contract):
+    # The tool itself once (it imports TensorFlow: seconds); every generator through the function
+    # its show command calls, in FRESH_CONTRACT's process. Generators only: that process reads the
     # discriminators' serving_default through the same SignatureDef map.
+    path = exports["infogan"][1]
+    proc = subprocess.run(["saved_model_cli", "show", "--dir", str(path / "generator"),
+                           "--tag_set", "serve", "--signature_def", "serving_default"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = _contract_results(fresh_contract)
+    assert proc.stdout == results[str(path)]["saved_model_cli_show"]  # the same code, the same text
     for key, (_, path, _) in exports.items():
-        proc = subprocess.run(["saved_model_cli", "show", "--dir", str(path / "generator"),
-                               "--tag_set", "serve", "--signature_def", "serving_default"],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, (key, proc.stderr[-2000:])
-        for line in ("inputs['count']", "DT_INT32", "inputs['seed']", "DT_INT64",
-                     "outputs['images']", "DT_UINT8", "outputs['class_ids']"):
-            assert line in proc.stdout, (key, line)
+        shown = results[str(path)]["saved_model_cli_show"]
+        for line in SERVING_DEFAULT_LINES:
+            assert line in shown, (key, line)
 
 
 def test_unconditional_latent_endpoint_refuses_other_classes(exports):

@@ -7,23 +7,15 @@ import json
 import numpy as np
 import pytest
 
+import train_gan
 from tests.conftest import run_script
+from tests.fault_fixtures import assert_user_error, call
+from tests.gan_fixtures import fresh_load, train_gan_in_process
 
-FRESH_LOAD = """
-import json, sys
-import numpy as np, tensorflow as tf
-assert "keras_ganaug" not in sys.modules
-g = tf.saved_model.load(sys.argv[1])
-a = g.generate(count=tf.constant(4), seed=tf.constant(0, tf.int64), class_id=tf.constant(-1))
-b = g.generate(count=tf.constant(4), seed=tf.constant(0, tf.int64), class_id=tf.constant(-1))
-c = g.generate(count=tf.constant(4), seed=tf.constant(1, tf.int64), class_id=tf.constant(-1))
-np.save(sys.argv[2], a["images"].numpy())
-meta = json.loads(g.metadata().numpy())
-print(json.dumps({"dtype": str(a["images"].dtype.name), "shape": list(a["images"].shape),
-                  "same_seed_equal": bool(np.array_equal(a["images"], b["images"])),
-                  "other_seed_differs": bool(np.any(a["images"].numpy() != c["images"].numpy())),
-                  "gan_type": meta["gan_type"], "image_size": meta["image_size"]}))
-"""
+CLI_ARGS = ("--gan", "dcgan", "--image-size", "32", "--n-real", "16", "--batch-size", "8",
+            "--width", "8", "--latent-dim", "16", "--quiet")
+LIBRARY_META = {"class_names": ["a"], "trained_class": "a", "trained_class_id": 0, "seed": 0,
+                "n_real": 32, "training_files_sha256": ["00" * 32]}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +34,32 @@ def _dcgan(**kwargs):
     gan = DCGAN(image_size=32, channels=3, latent_dim=16, width=8, seed=0, **kwargs)
     gan.compile()
     return gan
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_dataset, demo_root):
+    """This file's two DCGAN exports, both loaded by FRESH_LOAD in ONE fresh interpreter:
+    "library": export_gan of a DCGAN fit one epoch on tiny_dataset with LIBRARY_META, and the
+    images it generates in this process; "cli": train_gan.py's first epoch on the demo set, run in
+    this process (the CLI test goes on to refuse, resume and compare it, so only it uses it)."""
+    from keras_ganaug.data.images import to_uint8
+    from keras_ganaug.gans.export import export_gan
+
+    root = tmp_path_factory.mktemp("spine")
+    gan = _dcgan()
+    gan.fit(tiny_dataset, epochs=1, verbose=0, shuffle=False)
+    export_gan(gan, root / "library", LIBRARY_META)
+    library = {"out": root / "library", "in_process": to_uint8(gan.generate(4, 0)[0]).numpy(),
+               "images": root / "arrays" / "library.npy"}
+    code, stderr = train_gan_in_process(["--data", demo_root, *CLI_ARGS, "--out", root / "cli",
+                                         "--epochs", "1"])
+    cli = {"out": root / "cli", "code": code, "stderr": stderr}
+    generators = {"library": library["out"] / "generator"}
+    if code == 0:
+        generators["cli"] = cli["out"] / "generator"
+    loaded = fresh_load(generators, root / "arrays")
+    return {"library": {**library, "fresh": loaded["library"]},
+            "cli": {**cli, "fresh": loaded.get("cli")}}
 
 
 def test_losses_and_weights_move_over_a_few_steps(tiny_dataset):
@@ -72,25 +90,16 @@ def test_generator_builders_scale_with_size_and_channels():
         build_generator(48, 3, 8)
 
 
-def test_export_reloads_in_a_fresh_process_with_the_same_images(tmp_path, tiny_dataset):
-    from keras_ganaug.data.images import to_uint8
-    from keras_ganaug.gans.export import export_gan, load_metadata
+def test_export_reloads_in_a_fresh_process_with_the_same_images(exported):
+    from keras_ganaug.gans.export import load_metadata
 
-    gan = _dcgan()
-    gan.fit(tiny_dataset, epochs=1, verbose=0, shuffle=False)
-    meta_in = {"class_names": ["a"], "trained_class": "a", "trained_class_id": 0, "seed": 0,
-               "n_real": 32, "training_files_sha256": ["00" * 32]}
-    export_gan(gan, tmp_path, meta_in)
-    in_process = to_uint8(gan.generate(4, 0)[0]).numpy()
-    proc = run_script("-c", FRESH_LOAD, str(tmp_path / "generator"), str(tmp_path / "imgs.npy"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == {"dtype": "uint8", "shape": [4, 32, 32, 3], "same_seed_equal": True,
-                      "other_seed_differs": True, "gan_type": "dcgan", "image_size": 32}
-    np.testing.assert_array_equal(np.load(tmp_path / "imgs.npy"), in_process)
+    library = exported["library"]
+    assert library["fresh"] == {"dtype": "uint8", "shape": [4, 32, 32, 3], "same_seed_equal": True,
+                                "other_seed_differs": True, "gan_type": "dcgan", "image_size": 32}
+    np.testing.assert_array_equal(np.load(library["images"]), library["in_process"])
     # metadata round trip: the file, and what the SavedModel itself reports, hold what was given
-    meta = load_metadata(tmp_path)
-    assert {k: meta[k] for k in meta_in} == meta_in
+    meta = load_metadata(library["out"])
+    assert {k: meta[k] for k in LIBRARY_META} == LIBRARY_META
     assert meta["latent_size"] == 16 and meta["channels"] == 3 and meta["package_version"]
 
 
@@ -115,13 +124,10 @@ def test_export_is_atomic_when_the_write_fails(tmp_path, tiny_dataset, monkeypat
 
 
 @pytest.mark.slow
-def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
-    out = tmp_path / "g"
-    args = ["train_gan.py", "--data", str(demo_root), "--gan", "dcgan", "--image-size", "32",
-            "--n-real", "16", "--batch-size", "8", "--width", "8", "--latent-dim", "16",
-            "--out", str(out), "--quiet"]
-    first = run_script(*args, "--epochs", "1")
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_train_gan_cli_end_to_end_and_resume(exported, demo_root, tmp_path, capsys):
+    cli = exported["cli"]
+    out = cli["out"]
+    assert cli["code"] == 0, cli["stderr"][-2000:]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["trained_class"] == "malignant" and meta["n_real"] == 16
     # 16 cut, 3 of them held out as the classifier's validation split of the same N and seed
@@ -130,22 +136,20 @@ def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
     assert len(chosen["files"]) == 13 and all(f["label"] == "malignant" for f in chosen["files"])
     assert not {f["path"] for f in chosen["files"]} & set(chosen["held_out_files"])
     assert (out / "samples" / "final.png").is_file() and (out / "loss_curves.png").is_file()
+    assert cli["fresh"]["shape"] == [4, 32, 32, 3]  # loaded in a fresh process (the fixture's)
 
-    proc = run_script("-c", FRESH_LOAD, str(out / "generator"), str(tmp_path / "a.npy"))
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["shape"] == [4, 32, 32, 3]
-
-    refused = run_script(*args, "--epochs", "1")
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines()[-1].startswith("error: --out")
-    assert "--overwrite" in refused.stderr
+    args = ["--data", demo_root, *CLI_ARGS, "--out", out]
+    code, _, err = call(train_gan.main, [*args, "--epochs", "1"], capsys)
+    assert_user_error(code, err, "--out", "--overwrite")
+    assert err.strip().splitlines()[-1].startswith("error: --out")
 
     # Resume to 3 epochs: same epoch count and optimizer steps as a straight 3-epoch run.
-    resumed = run_script(*args, "--epochs", "3", "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    code, _, err = call(train_gan.main, [*args, "--epochs", "3", "--resume"], capsys)
+    assert code == 0, err[-2000:]
     straight_out = tmp_path / "straight"
-    straight = run_script(*[a if a != str(out) else str(straight_out) for a in args],
-                          "--epochs", "3")
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    code, _, err = call(train_gan.main, ["--data", demo_root, *CLI_ARGS, "--out", straight_out,
+                                         "--epochs", "3"], capsys)
+    assert code == 0, err[-2000:]
     for run_dir in (out, straight_out):
         state = json.loads((run_dir / "checkpoints" / "last.json").read_text())
         assert state["epoch"] == 3
@@ -165,13 +169,17 @@ def test_train_gan_cli_end_to_end_and_resume(tmp_path, demo_root):
     assert steps[0] == steps[1] == (3, 3)  # 13 training images // batch 8 = 1 step per epoch
 
 
-def test_train_gan_rejects_bad_flags_with_exit_2(tmp_path):
+def test_train_gan_rejects_bad_flags_with_exit_2(tmp_path, capsys):
     for flags, expected in [
         (["--gan", "stylegan"], "error: --gan stylegan: expected one of"),
         (["--image-size", "48"], "error: --image-size 48"),
         (["--data", str(tmp_path / "missing")], "no such directory"),
     ]:
-        proc = run_script("train_gan.py", *flags, "--out", str(tmp_path / "o"))
-        assert proc.returncode == 2, proc.stderr[-1000:]
-        lines = proc.stderr.strip().splitlines()
-        assert expected in lines[-1] and "Traceback" not in proc.stderr
+        code, _, err = call(train_gan.main, [*flags, "--out", tmp_path / "o"], capsys)
+        assert expected in assert_user_error(code, err), err[-1000:]
+    # train_gan.py as a real process: exit status 2 and only the error line on stderr (this flag
+    # fails before TensorFlow loads, so the process takes a second)
+    proc = run_script("train_gan.py", "--gan", "stylegan", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr[-1000:]
+    assert proc.stderr.strip().splitlines() == ["error: --gan stylegan: expected one of "
+                                                 "dcgan, cgan, wgan-gp, infogan"]

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_script
-from tests.test_gan_spine import FRESH_LOAD
+import train_gan
+from tests.fault_fixtures import assert_user_error, call
+from tests.gan_fixtures import fresh_load, train_gan_in_process
 
 TINY = {"image_size": 32, "channels": 3, "latent_dim": 16, "width": 8, "seed": 0}
 
@@ -251,28 +252,41 @@ def test_infogan_q_head_recovers_the_categorical_code():
 
 # ---- train_gan.py end to end: every GAN exports the contract --------------------------------
 # DCGAN's run through the same FRESH_LOAD snippet is tests/test_gan_spine.py's.
+# wgan-gp trains without the validation hold-out: 16 images / batch 8 = 2 steps per epoch, which
+# the resume test below (that goes on from this run) needs to tell steps from epochs.
 CLI_CASES = {
     "cgan": ["--gan", "cgan"],
-    "wgan-gp": ["--gan", "wgan-gp", "--n-critic", "2"],
+    "wgan-gp": ["--gan", "wgan-gp", "--n-critic", "2", "--val-fraction", "0"],
     "wgan-gp-conditional": ["--gan", "wgan-gp", "--conditional", "--n-critic", "2"],
     "infogan": ["--gan", "infogan", "--cat-codes", "3", "--cont-codes", "1"],
 }
 
 
+CLI_FLAGS = ("--minority", "malignant", "--image-size", "32", "--n-real", "16", "--batch-size", "8",
+             "--width", "8", "--latent-dim", "16", "--epochs", "1", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory, demo_root):
+    """Every CLI_CASES case trained by train_gan.main in this process, then every export loaded
+    by FRESH_LOAD in ONE fresh interpreter that never imports keras_ganaug:
+    case -> (out folder, exit code, stderr, FRESH_LOAD's result or None if the run failed)."""
+    root = tmp_path_factory.mktemp("cli")
+    runs = {case: (root / case, *train_gan_in_process(["--data", demo_root, *CLI_FLAGS,
+                                                        "--out", root / case, *flags]))
+            for case, flags in CLI_CASES.items()}
+    loaded = fresh_load({case: out / "generator" for case, (out, code, _) in runs.items()
+                         if code == 0}, root / "arrays")
+    return {case: (*run, loaded.get(case)) for case, run in runs.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
-def test_each_gan_trains_from_the_cli_and_exports_the_contract(case, tmp_path, demo_root):
+def test_each_gan_trains_from_the_cli_and_exports_the_contract(case, cli_runs):
     import tensorflow as tf
 
-    out = tmp_path / case
-    proc = run_script("train_gan.py", "--data", str(demo_root), "--minority", "malignant",
-                      "--image-size", "32", "--n-real", "16", "--batch-size", "8", "--width", "8",
-                      "--latent-dim", "16", "--epochs", "1", "--out", str(out), "--quiet",
-                      *CLI_CASES[case])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    fresh = run_script("-c", FRESH_LOAD, str(out / "generator"), str(tmp_path / "a.npy"))
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
-    result = json.loads(fresh.stdout.strip().splitlines()[-1])
+    out, code, stderr, result = cli_runs[case]
+    assert code == 0, stderr[-3000:]
     gan_type = CLI_CASES[case][1]
     assert result == {"dtype": "uint8", "shape": [4, 32, 32, 3], "same_seed_equal": True,
                       "other_seed_differs": True, "gan_type": gan_type, "image_size": 32}
@@ -293,7 +307,12 @@ def test_each_gan_trains_from_the_cli_and_exports_the_contract(case, tmp_path, d
         scored = d.score(images=tf.zeros((2, 32, 32, 3), tf.uint8), class_ids=tf.constant([0, 1]))
         assert scored["class_logits"].shape == (2, 2)
     else:
-        assert meta["trained_class"] == "malignant" and per_class == {"benign": 0, "malignant": 13}
+        # only the --minority class, cut to --n-real, less its validation split (3 of 16; the
+        # split also holds 10 benign images) unless --val-fraction 0
+        no_split = "--val-fraction" in CLI_CASES[case]
+        assert meta["trained_class"] == "malignant"
+        assert per_class == {"benign": 0, "malignant": 16 if no_split else 13}
+        assert meta["held_out_images"] == (0 if no_split else 3 + 10)
     if case == "infogan":
         assert (meta["cat_codes"], meta["cont_codes"]) == (3, 1)
         assert (out / "samples" / "codes.png").is_file()
@@ -313,45 +332,49 @@ def test_each_gan_trains_from_the_cli_and_exports_the_contract(case, tmp_path, d
         assert meta["n_critic"] == 2 and meta["gp_weight"] == 10.0
 
 
-def test_gan_specific_flags_are_checked_with_exit_2(tmp_path):
+def test_gan_specific_flags_are_checked_with_exit_2(tmp_path, capsys):
+    """In process: the exit code and the one error line (a real process's stderr is
+    tests/test_gan_spine.py's test_train_gan_rejects_bad_flags_with_exit_2)."""
     for flags, expected in [
         (["--gan", "dcgan", "--n-critic", "3"], "error: --n-critic: applies to --gan wgan-gp only"),
         (["--gan", "infogan", "--cat-codes", "1"], "error: --cat-codes 1: expected 2 or more"),
         (["--gan", "dcgan", "--conditional"], "error: --conditional: --gan dcgan has no "),
     ]:
-        proc = run_script("train_gan.py", *flags, "--out", str(tmp_path / "o"))
-        assert proc.returncode == 2, proc.stderr[-1000:]
-        assert expected in proc.stderr.strip().splitlines()[-1], proc.stderr[-1000:]
+        code, _, err = call(train_gan.main, [*flags, "--out", tmp_path / "o"], capsys)
+        assert expected in assert_user_error(code, err), err[-1000:]
 
 
 # ---- resume ----------------------------------------------------------------------------------
-def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(tmp_path, demo_root):
+def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(cli_runs, tmp_path):
     """Killed after epoch 1, resumed to 3: epoch count and both optimizers' step counts (the
-    critic's n_critic=5 times the generator's) equal those of a straight 3-epoch run, which are
+    critic's n_critic=2 times the generator's) equal those of a straight 3-epoch run, which are
     fixed by the data: 16 images / batch 8 = 2 generator steps per epoch. (The spine's DCGAN test
-    also trains the straight run; a WGAN-GP graph takes ~20 s to trace here, so this one doesn't.)
-    """
-    import dataclasses
+    also trains the straight run; a WGAN-GP graph takes seconds to trace here, so this one
+    doesn't.) Epoch 1 is the wgan-gp CLI case's run, copied."""
+    import shutil
 
     from keras_ganaug.gans.training import GANConfig, run
     from keras_ganaug.gans.wgan_gp import WGANGP
 
-    config = GANConfig(data=str(demo_root), class_name="malignant", gan="wgan-gp", n_real=16,
-                       image_size=32, batch_size=8, latent_dim=16, width=8, epochs=1,
-                       val_fraction=0, verbose=0, out=str(tmp_path / "run"))
-    run(config)
-    (tmp_path / "run" / "metadata.json").unlink()  # as if killed before the export
-    resumed = run(dataclasses.replace(config, epochs=3, resume=True))
+    finished, code, stderr, _ = cli_runs["wgan-gp"]
+    assert code == 0, stderr[-3000:]
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    (run_dir / "metadata.json").unlink()  # as if killed before the export
+    first = json.loads((run_dir / "run_config.json").read_text())
+    assert (first["epochs"], first["n_critic"], first["val_fraction"]) == (1, 2, 0)
+    resumed = run(GANConfig(**{**first, "out": str(run_dir), "epochs": 3, "resume": True,
+                               "verbose": 0}))
     assert resumed["resumed_from_epoch"] == 1 and resumed["epochs"] == 3
 
-    run_dir = tmp_path / "run"
     state = json.loads((run_dir / "checkpoints" / "last.json").read_text())
     history = (run_dir / "history.csv").read_text().strip().splitlines()
     assert state["epoch"] == 3 and [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
-    assert json.loads((run_dir / "metadata.json").read_text())["n_critic"] == 5
+    assert json.loads((run_dir / "metadata.json").read_text())["n_critic"] == 2
+    assert GANConfig().n_critic == 5  # the default, which the CLI cases override with 2
     gan = WGANGP(**TINY)
     gan.compile()
     gan.load_weights(run_dir / "checkpoints" / state["weights"])
     counts = (int(gan.g_optimizer.iterations.numpy()), int(gan.d_optimizer.iterations.numpy()),
               int(gan.g_steps.numpy()))
-    assert counts == (3 * 2, 5 * 3 * 2, 3 * 2)
+    assert counts == (3 * 2, 2 * 3 * 2, 3 * 2)
