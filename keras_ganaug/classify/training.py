@@ -1,9 +1,9 @@
 """Train one classifier on real (+ synthetic) images and measure it on the untouched test split.
 
 The order of operations is what keeps the numbers honest:
-  1. list the train split; cut the minority to --n-real with data.select_real (the same files
+  1. list the train split; cut the minority to --n-real with images.select_real (the same files
      train_gan.py trains on for the same N and seed); load the images.
-  2. split validation off the real training images with data.split_validation (stratified,
+  2. split validation off the real training images with images.split_validation (stratified,
      seeded, from the file listing: the same files train_gan.py holds out for the same N, seed and
      --val-fraction), before anything synthetic exists; refuse a generator that saw any val or
      test image (by file hash).

@@ -13,7 +13,7 @@ many unrelated lesions (a dark blob on skin). The thumbnail correlation separate
 correlate >= 0.997, and the closest different lesions found there were below 0.965, while the same
 lesion photographed twice scored 0.967-0.9998.
 
-Every classifier and GAN of a study trains on a subset of the training split (data.select_real), so
+Every classifier and GAN of a study trains on a subset of the training split (images.select_real), so
 checking the whole training split against the test split covers them all; generators are checked
 again by the hashes they carry, which proves what they actually saw.
 """

@@ -38,7 +38,7 @@ class GANCheckpoint(keras.callbacks.Callback):
     """Everything that decides a GAN's next step, after each epoch and every `every` steps (0: at
     epoch ends only): both networks, both optimizers, EMA, ADA's p, the noise and augmentation
     streams, the global step and the epoch's running losses. The data order is a function of
-    (seed, epoch) (gan_training.real_batches), so the step is all it takes to find the next batch.
+    (seed, epoch) (gans/training.real_batches), so the step is all it takes to find the next batch.
 
     `restore` loads the last checkpoint into a compiled GAN and returns (epoch, step in epoch).
     """

@@ -39,7 +39,7 @@ class GANConfig:
     # every N gets the same number of updates. None: `epochs` passes over the images.
     kimg: float | None = None
     batch_size: int = 64
-    # The fraction of each class held out as the classifier's validation split (data.split_validation):
+    # The fraction of each class held out as the classifier's validation split (images.split_validation):
     # the same files train_classifier.py validates on for the same --n-real and --seed.
     val_fraction: float = DEFAULT_VAL_FRACTION
     drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image

@@ -6,11 +6,11 @@
 A cell is one (N, method, synthetic ratio, seed): a classifier trained on N real minority images
 (plus whatever the method adds) and measured on the untouched test split. The rules every method
 goes through, so the procedure favours none: one validation split per (N, seed), drawn from the
-file listing before anything trains and held out of every GAN (data.split_validation, checked by
+file listing before anything trains and held out of every GAN (images.split_validation, checked by
 hash); early stopping on the val ROC AUC and the decision threshold tuned on val (selection.py,
 classification.tune_decision); every GAN the same budget in images shown (--gan-kimg); the extra
 images of a GAN method and of its non-GAN twin `oversample` counted by one rule
-(classifier_training.extra_counts). Each generator is trained once per (GAN, GAN augmentation, N,
+(classify/config.extra_counts). Each generator is trained once per (GAN, GAN augmentation, N,
 seed) and reused by every method and ratio that needs it (dcgan and dcgan+classic share one). Every finished cell is written to OUT/cells/<cell>.json (atomically), so a crashed or
 killed study resumes where it stopped; OUT/results.csv is rebuilt from those files after each cell.
 `--shard i/k` runs the i-th of k deterministic, cost-balanced parts of the work (a unit: one
