@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,12 @@ FINISHED_MARKER = "metadata.json"
 RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
-               "drop_test_duplicates")
+               "drop_test_duplicates", "upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr",
+               "d_lr", "g_fakes", "diffaugment_policy")
 DEFAULT_EPOCHS = 50
+# Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
+RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
+                  "diffaugment_policy")
 
 
 @dataclass
@@ -44,8 +48,19 @@ class GANConfig:
     val_fraction: float = DEFAULT_VAL_FRACTION
     drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image
     latent_dim: int = 128
-    width: int = 64
-    augment: str = "none"
+    # The recipe (gans/recipes.py) and its fields: None takes the recipe's value (resolve_recipe),
+    # anything else wins over it; `today` keeps the package's defaults.
+    recipe: str = "today"
+    width: int | None = None  # today 64
+    augment: str | None = None  # today "none"
+    upsample: str | None = None  # transpose (today) or resize
+    d_norm: str | None = None  # today the GAN's own: batch, or layer for WGAN-GP
+    r1_gamma: float | None = None  # R1 weight gamma on real images; 0 (today) = off
+    lecam_weight: float | None = None  # LeCam regularization weight; 0 (today) = off
+    g_lr: float | None = None  # today the GAN's default_learning_rate
+    d_lr: float | None = None
+    g_fakes: str | None = None  # reused (today) or fresh
+    diffaugment_policy: str | None = None  # today color,translation,cutout
     ema: float | None = 0.999
     seed: int = 0
     out: str | None = None
@@ -71,6 +86,14 @@ GAN_OPTIONS = {"n_critic": "wgan-gp", "gp_weight": "wgan-gp", "cat_codes": "info
                "cont_codes": "infogan"}
 
 
+def resolve_recipe(config: GANConfig) -> GANConfig:
+    """`config` with every recipe field set: its own value, else its recipe's, else today's."""
+    from keras_ganaug.gans.recipes import RECIPE_FIELDS, recipe_values
+
+    return replace(config, **recipe_values(config.recipe,
+                                           {k: getattr(config, k) for k in RECIPE_FIELDS}))
+
+
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     """Refuse settings that cannot work, before any data is read or TensorFlow loads.
 
@@ -78,10 +101,15 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     an option meant for another GAN is an error rather than silently ignored.
     """
     from keras_ganaug import runtime
+    from keras_ganaug.gans.recipes import check_recipe_options
     from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
 
     if config.gan not in GAN_NAMES:
         raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
+    config = resolve_recipe(config)
+    check_recipe_options(config.gan, config.augment, config.upsample, config.d_norm,
+                         config.r1_gamma, config.lecam_weight, config.g_lr, config.d_lr,
+                         config.g_fakes, config.diffaugment_policy)
     for option in given:
         if GAN_OPTIONS[option] != config.gan:
             raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "
@@ -123,7 +151,8 @@ def _check_out(out: Path, config: GANConfig) -> Path:
     """io.check_out for a GAN run: a finished run may be resumed to train on."""
     return check_out(out, finished_marker=FINISHED_MARKER, resume=config.resume,
                      overwrite=config.overwrite, settings=asdict(config),
-                     defaults=asdict(GANConfig()), resume_keys=RESUME_KEYS, resume_finished=True)
+                     defaults=asdict(resolve_recipe(GANConfig())), resume_keys=RESUME_KEYS,
+                     resume_finished=True)
 
 
 @dataclass
@@ -248,6 +277,7 @@ def run(config: GANConfig) -> dict:
     from keras_ganaug.gans import gan_class
 
     check_config(config)
+    config = resolve_recipe(config)  # what run_config.json records and --resume compares
     gan_type = gan_class(config.gan, config.conditional)
     data = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, data.class_name)
@@ -299,6 +329,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
                        latent_dim=config.latent_dim, num_classes=len(images.class_names),
                        trained_class=class_id, augment=config.augment, ema_decay=config.ema,
                        width=config.width, seed=config.seed,
+                       **{name: getattr(config, name) for name in RECIPE_OPTIONS},
                        **{name: getattr(config, name) for name in gan_type.config_options})
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
@@ -314,7 +345,8 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
         "trained_class_id": None if gan.conditional else class_id,
         "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
         "training_images": len(arrays), "data": data.source, "resize": config.resize,
-        "augment": config.augment, "epochs": epochs, "precision": precision,
+        "augment": config.augment, "recipe": config.recipe, **gan.recipe_info(),
+        "epochs": epochs, "precision": precision,
         "replicas": strategy.num_replicas_in_sync,
         "batch_size": batch_size, "steps": steps,
         "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": config.kimg,
