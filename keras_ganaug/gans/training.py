@@ -302,6 +302,17 @@ def run(config: GANConfig) -> dict:
     return finish_in(work, out, write)
 
 
+def build_gan(config: GANConfig, gan_type, data: TrainingSet):
+    """The GAN of a run on `data` as `config` (recipe resolved) sets it: one place, so the bench
+    trains the same model as train_gan.py. Build it inside the run's precision / strategy scope."""
+    return gan_type(image_size=config.image_size, channels=config.channels,
+                    latent_dim=config.latent_dim, num_classes=len(data.images.class_names),
+                    trained_class=data.class_id, augment=config.augment, ema_decay=config.ema,
+                    width=config.width, seed=config.seed,
+                    **{name: getattr(config, name) for name in RECIPE_OPTIONS},
+                    **{name: getattr(config, name) for name in gan_type.config_options})
+
+
 def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     """Train (or go on from the checkpoint) and export into `out`; `final` is where the run
     will be found: `out`, or the folder an --overwrite staged in `out` is to replace."""
@@ -325,12 +336,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
     # replica, and a GAN built lazily inside fit would fail under a strategy.
     with runtime.precision_scope(precision), strategy.scope():
-        gan = gan_type(image_size=config.image_size, channels=config.channels,
-                       latent_dim=config.latent_dim, num_classes=len(images.class_names),
-                       trained_class=class_id, augment=config.augment, ema_decay=config.ema,
-                       width=config.width, seed=config.seed,
-                       **{name: getattr(config, name) for name in RECIPE_OPTIONS},
-                       **{name: getattr(config, name) for name in gan_type.config_options})
+        gan = build_gan(config, gan_type, data)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
         gan.compile(steps_per_execution=config.steps_per_execution)
