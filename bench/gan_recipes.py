@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
+from keras_ganaug.errors import ArgumentParser, UserError, add_common_flags, run_cli  # noqa: E402
 from keras_ganaug.gans.recipes import RECIPE_NAMES  # noqa: E402
 
 DEFAULT_DATA = "../shared/data/skin_cancer"
@@ -213,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected whole numbers, got {text!r}") from None
 
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help=f"image folder (default {DEFAULT_DATA})")
     p.add_argument("--class", dest="class_name", default="malignant")
     p.add_argument("--n-real", type=whole_list, default=[10, 100, 500])
@@ -228,16 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/results/gan_recipes",
                    help="results, samples and RECIPES.md (default docs/results/gan_recipes)")
     p.add_argument("--work", default="runs/gan_recipes", help="the exported generators")
+    add_common_flags(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     from keras_ganaug.study.features import FeatureSpace
     from keras_ganaug.study.grid import StudyConfig
 
     args = build_parser().parse_args(argv)
     if args.minutes <= 0 or args.rank_minutes <= 0:
-        raise SystemExit("error: --minutes and --rank-minutes: expected more than 0")
+        raise UserError("--minutes and --rank-minutes: expected more than 0")
     space = []
 
     def features():  # trained (or loaded from OUT/feature_extractor) on first use only
@@ -256,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     run_variants(args, grid, features)
     print(f"wrote {write_table(Path(args.out))}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Wrong flags, data or classes: one line on stderr and exit code 2, as the package's CLIs."""
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

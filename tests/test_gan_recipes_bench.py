@@ -70,3 +70,14 @@ def test_the_bench_trains_measures_resumes_and_tabulates(tmp_path, demo_root, mo
     stamps = [p.stat().st_mtime_ns for p in results]
     assert bench.main(argv) == 0
     assert [p.stat().st_mtime_ns for p in results] == stamps
+
+
+def test_wrong_bench_flags_are_one_line_errors_with_exit_2(capsys, tmp_path):
+    from tests.fault_fixtures import assert_user_error, call
+
+    bench = _bench()
+    for flags, needle in [(["--recipes", "best"], "expected recipes among today"),
+                          (["--minutes", "0"], "--minutes and --rank-minutes"),
+                          (["--n-real", "ten"], "expected whole numbers")]:
+        code, _, err = call(bench.main, [*flags, "--out", tmp_path / "o"], capsys)
+        assert_user_error(code, err, needle)

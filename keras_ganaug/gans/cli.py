@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe", "a named bundle of the options below (keras_ganaug/gans/recipes.py); a flag "
         "given explicitly wins over the recipe")
     recipes.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
-                         help=f"one of {', '.join(RECIPE_NAMES)} (default {DEFAULT_RECIPE}: "
-                              f"today's defaults)")
+                         help=f"default {DEFAULT_RECIPE}: the package's defaults")
     recipes.add_argument("--upsample", choices=UPSAMPLE_KINDS,
                          help="generator 2x stages: transpose (strided transposed conv, default) or "
                               "resize (nearest-neighbour 2x + 3x3 conv)")
