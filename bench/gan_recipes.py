@@ -73,7 +73,6 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
     """Train one variant for `minutes` and export it into `out` -> (what it trained, the GAN)."""
     from keras_ganaug import runtime
     from keras_ganaug.data import images as data_lib
-    from keras_ganaug.gans import gan_class
     from keras_ganaug.gans.callbacks import StopOnNaN
     from keras_ganaug.gans.export import export_gan
     from keras_ganaug.gans.training import (
@@ -90,13 +89,11 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
                        recipe=recipe, verbose=0)
     check_config(config)
     config = resolve_recipe(config)
-    gan_type = gan_class(config.gan)
     data = prepare_training_set(config)
     keras.utils.set_random_seed(seed)
     precision = runtime.choose_precision(config.precision)
     with runtime.precision_scope(precision):
-        gan = build_gan(config, gan_type, data)
-        gan.compile()
+        gan = build_gan(config, len(data.images.class_names), data.class_id)
     budget = TimeBudget(minutes * 60, config.batch_size * gan.d_steps)
     nan_guard = StopOnNaN()
     dataset = real_batches(data.arrays, data.labels, config.batch_size, STEPS_PER_EPOCH, seed)

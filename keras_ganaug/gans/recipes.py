@@ -9,6 +9,8 @@ TensorFlow: the CLI reads the names for `choices=` before parsing flags.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.registry import (
     BATCH_COUPLED_NORMS,
@@ -24,6 +26,9 @@ TODAY = {"width": 64, "augment": "none", "upsample": "transpose", "d_norm": None
          "r1_gamma": 0.0, "lecam_weight": 0.0, "g_lr": None, "d_lr": None, "g_fakes": "reused",
          "diffaugment_policy": None}
 RECIPE_FIELDS = tuple(TODAY)
+# Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
+RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
+                  "diffaugment_policy")
 
 # The candidates. Values follow the papers' small-data settings scaled to DCGAN-sized nets:
 # TTUR's 1:4 rates as in SAGAN (Zhang et al. 2019); LeCam's weight of the order Tseng et al.
@@ -51,6 +56,12 @@ def recipe_values(name: str, given: dict | None = None) -> dict:
         raise UserError(f"--recipe {name}: expected one of {', '.join(RECIPE_NAMES)}")
     explicit = {k: v for k, v in (given or {}).items() if k in RECIPE_FIELDS and v is not None}
     return {**TODAY, **RECIPES[name], **explicit}
+
+
+def resolve_recipe(config):
+    """A GANConfig with every recipe field set: its own value, else its recipe's, else today's."""
+    return replace(config, **recipe_values(config.recipe,
+                                           {k: getattr(config, k) for k in RECIPE_FIELDS}))
 
 
 def check_recipe_options(gan_type: str, augment: str, upsample: str, d_norm: str | None,

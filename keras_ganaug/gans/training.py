@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy as np
 from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.recipes import RECIPE_OPTIONS, resolve_recipe
 from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
 
 FINISHED_MARKER = "metadata.json"
@@ -21,11 +22,8 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
                "drop_test_duplicates", "upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr",
-               "d_lr", "g_fakes", "diffaugment_policy")
+               "d_lr", "g_fakes", "diffaugment_policy", "init_from", "freeze_d_blocks")
 DEFAULT_EPOCHS = 50
-# Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
-RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
-                  "diffaugment_policy")
 
 
 @dataclass
@@ -61,6 +59,8 @@ class GANConfig:
     d_lr: float | None = None
     g_fakes: str | None = None  # reused (today) or fresh
     diffaugment_policy: str | None = None  # today color,translation,cutout
+    init_from: str | None = None  # an earlier run to start the networks from (gans/transfer.py)
+    freeze_d_blocks: int = 0  # with init_from: D's first conv blocks kept as pretrained (FreezeD)
     ema: float | None = 0.999
     seed: int = 0
     out: str | None = None
@@ -84,14 +84,6 @@ class GANConfig:
 # GAN options that only one GAN takes: what the option is, and the GAN it belongs to.
 GAN_OPTIONS = {"n_critic": "wgan-gp", "gp_weight": "wgan-gp", "cat_codes": "infogan",
                "cont_codes": "infogan"}
-
-
-def resolve_recipe(config: GANConfig) -> GANConfig:
-    """`config` with every recipe field set: its own value, else its recipe's, else today's."""
-    from keras_ganaug.gans.recipes import RECIPE_FIELDS, recipe_values
-
-    return replace(config, **recipe_values(config.recipe,
-                                           {k: getattr(config, k) for k in RECIPE_FIELDS}))
 
 
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
@@ -132,6 +124,9 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
          f"--snapshot-every {config.snapshot_every}: expected 0 (off) or more"),
         (config.checkpoint_every >= 0,
          f"--checkpoint-every {config.checkpoint_every}: expected 0 (off) or more"),
+        (config.freeze_d_blocks >= 0 and (config.init_from or not config.freeze_d_blocks),
+         f"--freeze-d-blocks {config.freeze_d_blocks}: expected 0 or more, and --init-from RUN "
+         f"to take the frozen blocks from"),
         (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
         (config.cat_codes >= 2, f"--cat-codes {config.cat_codes}: expected 2 or more (default 4)"),
         (config.cont_codes >= 0,
@@ -151,8 +146,12 @@ def _check_out(out: Path, config: GANConfig) -> Path:
     """io.check_out for a GAN run: a finished run may be resumed to train on."""
     return check_out(out, finished_marker=FINISHED_MARKER, resume=config.resume,
                      overwrite=config.overwrite, settings=asdict(config),
-                     defaults=asdict(resolve_recipe(GANConfig())), resume_keys=RESUME_KEYS,
-                     resume_finished=True)
+                     defaults=_defaults(), resume_keys=RESUME_KEYS, resume_finished=True)
+
+
+def _defaults() -> dict:
+    """What an older run_config.json lacks stands for: today's settings."""
+    return asdict(resolve_recipe(GANConfig()))
 
 
 @dataclass
@@ -168,6 +167,8 @@ class TrainingSet:
     source: str  # --data as given (the demo set's relative folder when not given)
     held_out: data_lib.ImageSet  # the classifier's validation images, never trained on
     dropped_test_duplicates: list[str]
+    pretraining_files: list[dict]  # --init-from: the earlier run's training files
+    pretraining_sha256: list[str]  # and every image its generator saw
 
 
 def prepare_training_set(config: GANConfig) -> TrainingSet:
@@ -195,11 +196,19 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
     duplicates = []
     if config.drop_test_duplicates:
         images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
+    pretrained, pretrained_sha256 = [], []
+    if config.init_from:  # the earlier run's images count as this generator's: none may be val
+        from keras_ganaug.gans import transfer
+
+        transfer.read_init_run(config.init_from, asdict(config), _defaults())
+        pretrained, pretrained_sha256 = transfer.pretraining_files(config.init_from)
+        transfer.check_validation_unseen(config.init_from, held_out,
+                                         data_lib.file_hashes(held_out), pretrained_sha256)
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
     return TrainingSet(arrays, labels, loaded, class_name, class_id, report, source, held_out,
-                       duplicates)
+                       duplicates, pretrained, pretrained_sha256)
 
 
 def drop_test_copies(images, test_set):
@@ -296,21 +305,38 @@ def run(config: GANConfig) -> dict:
                                  config.n_real, data.class_name,
                                  extra={"val_fraction": config.val_fraction,
                                         "held_out_files": list(data.held_out.files),
-                                        "dropped_test_duplicates": data.dropped_test_duplicates})
+                                        "dropped_test_duplicates": data.dropped_test_duplicates,
+                                        "init_from": config.init_from,
+                                        "pretraining_files": data.pretraining_files})
         return _train_and_export(config, gan_type, data, work, out)
 
     return finish_in(work, out, write)
 
 
-def build_gan(config: GANConfig, gan_type, data: TrainingSet):
-    """The GAN of a run on `data` as `config` (recipe resolved) sets it: one place, so the bench
-    trains the same model as train_gan.py. Build it inside the run's precision / strategy scope."""
-    return gan_type(image_size=config.image_size, channels=config.channels,
-                    latent_dim=config.latent_dim, num_classes=len(data.images.class_names),
-                    trained_class=data.class_id, augment=config.augment, ema_decay=config.ema,
-                    width=config.width, seed=config.seed,
-                    **{name: getattr(config, name) for name in RECIPE_OPTIONS},
-                    **{name: getattr(config, name) for name in gan_type.config_options})
+def build_gan(config: GANConfig, num_classes: int, trained_class: int):
+    """The compiled GAN of a run as `config` (recipe resolved) sets it, its D blocks frozen and
+    its networks started from --init-from: one place, so the bench and transfer build what
+    train_gan.py trains. Build it inside the run's precision / strategy scope."""
+    from keras_ganaug.gans import gan_class, transfer
+
+    gan_type = gan_class(config.gan, config.conditional)
+    gan = gan_type(image_size=config.image_size, channels=config.channels,
+                   latent_dim=config.latent_dim, num_classes=num_classes,
+                   trained_class=trained_class, augment=config.augment, ema_decay=config.ema,
+                   width=config.width, seed=config.seed,
+                   **{name: getattr(config, name) for name in RECIPE_OPTIONS},
+                   **{name: getattr(config, name) for name in gan_type.config_options})
+    transfer.freeze_d_blocks(gan.discriminator, config.freeze_d_blocks)  # before compile
+    gan.compile(steps_per_execution=config.steps_per_execution)
+    if config.init_from:
+        from keras_ganaug.gans.callbacks import GANCheckpoint
+
+        settings, meta = transfer.read_init_run(config.init_from, asdict(config), _defaults())
+        earlier = build_gan(resolve_recipe(GANConfig(**settings)), len(meta["class_names"]),
+                            meta.get("trained_class_id") or 0)
+        GANCheckpoint(Path(config.init_from) / "checkpoints", 1).restore(earlier)
+        transfer.copy_networks(gan, earlier)
+    return gan
 
 
 def _train_and_export(config, gan_type, data: TrainingSet, out, final):
@@ -336,10 +362,9 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
     # replica, and a GAN built lazily inside fit would fail under a strategy.
     with runtime.precision_scope(precision), strategy.scope():
-        gan = build_gan(config, gan_type, data)
+        gan = build_gan(config, len(images.class_names), class_id)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
-        gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
     checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every)
     initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
@@ -358,7 +383,10 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
         "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": config.kimg,
         "val_fraction": config.val_fraction, "held_out_images": len(data.held_out.files),
         "dropped_test_duplicates": len(data.dropped_test_duplicates),
-        "training_files_sha256": data_lib.file_hashes(images),
+        # The pretraining images too: the generator has seen them (leakage checks read this).
+        "training_files_sha256": list(dict.fromkeys(data_lib.file_hashes(images)
+                                                    + data.pretraining_sha256)),
+        "init_from": config.init_from, "freeze_d_blocks": config.freeze_d_blocks,
     }
     sample_every = config.sample_every or max(1, epochs // 10)
     grids = cb.SampleGrid(out / "samples", sample_every)
