@@ -14,6 +14,11 @@ and C2ST against the test split's --class images, and TSTR. One JSON per variant
 (a finished variant is skipped, so a long search resumes), OUT/samples/VARIANT.png, and the table
 OUT/RECIPES.md, remade from every JSON after each variant.
 
+Transfer recipes (transfer-freezed) fine-tune from an ordinary train_gan.py run of the same networks
+on --pretrain-class (default benign; train-part images only, so the validation split holds) for
+--pretrain-kimg, trained once per (recipe, seed) and reused for every N; that pretraining is not
+counted in --minutes, and the table says which rows had it.
+
 --rank: stage 1 trains every --recipes at N = 100 for --rank-minutes (default 5); stage 2 trains
 the best three by stage-1 KID (lower is better; ties by C2ST AUC, nearer 0.5 better) at --minutes
 for every --n-real. Both stages write to the same folder, so stage 2 reuses stage 1's N = 100 runs
@@ -69,8 +74,25 @@ def variant_name(recipe: str, n_real: int, seed: int, minutes: float) -> str:
     return f"{recipe}_n{n_real}_s{seed}_{minutes:g}min"
 
 
+def pretrain(args, config) -> str:
+    """The earlier run a transfer recipe starts from: an ordinary train_gan.py run of the same
+    networks on every train-part image of --pretrain-class for --pretrain-kimg, trained once per
+    (recipe, seed) into --work and reused (resumed if a crash cut it short)."""
+    from dataclasses import replace
+
+    from keras_ganaug.gans.training import run
+
+    out = Path(args.work) / (f"pretrain_{config.recipe}_{args.pretrain_class}_s{config.seed}_"
+                             f"{args.pretrain_kimg:g}kimg")
+    print(f"{out.name}: pretraining for {args.pretrain_kimg:g} kimg", flush=True)
+    run(replace(config, class_name=args.pretrain_class, n_real=None, kimg=args.pretrain_kimg,
+                freeze_d_blocks=0, out=str(out), resume=(out / "run_config.json").is_file()))
+    return str(out)
+
+
 def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out: Path):
-    """Train one variant for `minutes` and export it into `out` -> (what it trained, the GAN)."""
+    """Train one variant for `minutes` and export it into `out` -> (what it trained, the GAN).
+    A transfer recipe first gets its earlier run (pretrain), whose time is not in `minutes`."""
     from keras_ganaug import runtime
     from keras_ganaug.data import images as data_lib
     from keras_ganaug.gans.callbacks import StopOnNaN
@@ -87,8 +109,10 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
     config = GANConfig(data=args.data, class_name=args.class_name, gan="dcgan", n_real=n_real,
                        image_size=args.image_size, batch_size=args.batch_size, seed=seed,
                        recipe=recipe, verbose=0)
-    check_config(config)
     config = resolve_recipe(config)
+    if config.freeze_d_blocks:
+        config.init_from = pretrain(args, config)
+    check_config(config)
     data = prepare_training_set(config)
     keras.utils.set_random_seed(seed)
     precision = runtime.choose_precision(config.precision)
@@ -102,18 +126,23 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
     out.mkdir(parents=True, exist_ok=True)
     data_lib.write_file_list(out / "training_files.json", data.images, seed, n_real,
                              data.class_name,
-                             extra={"held_out_files": list(data.held_out.files)})
+                             extra={"held_out_files": list(data.held_out.files),
+                                    "init_from": config.init_from,
+                                    "pretraining_files": data.pretraining_files})
     trained = {"recipe": recipe, "n_real": n_real, "seed": seed, "minutes": minutes,
                "train_seconds": budget.elapsed, "steps": budget.steps,
                "kimg_shown": budget.images_shown / 1000, "training_images": len(data.arrays),
                "precision": precision, "diverged": nan_guard.bad is not None,
-               **gan.recipe_info(), "width": config.width, "augment": config.augment}
+               **gan.recipe_info(), "width": config.width, "augment": config.augment,
+               "init_from": config.init_from, "freeze_d_blocks": config.freeze_d_blocks}
     export_gan(gan, out, {"class_names": list(data.images.class_names),
                           "trained_class": data.class_name, "minority_class": data.class_name,
                           "n_real": n_real, "seed": seed, "data": data.source,
                           "resize": config.resize, "augment": config.augment,
                           "recipe": recipe, **gan.recipe_info(),
-                          "training_files_sha256": data_lib.file_hashes(data.images),
+                          "training_files_sha256": list(dict.fromkeys(
+                              data_lib.file_hashes(data.images) + data.pretraining_sha256)),
+                          "init_from": config.init_from,
                           "steps": budget.steps, "kimg": budget.images_shown / 1000})
     return trained, gan
 
@@ -175,7 +204,8 @@ def write_table(out: Path) -> Path:
             f"{r['kimg_shown']:.1f} | {_format(r.get('kid'), 4)} | {_format(r.get('kid_std'), 4)} "
             f"| {_format(r.get('precision'))} | {_format(r.get('recall'))} | "
             f"{_format(r.get('memorization_ratio'))} | {_format(r.get('c2st_auc'))} | "
-            f"{_format(r.get('tstr_over_trtr'))} |" + (" diverged" if r.get("diverged") else ""))
+            f"{_format(r.get('tstr_over_trtr'))} |" + (" diverged" if r.get("diverged") else "")
+            + (f" pretrained: {Path(r['init_from']).name}" if r.get("init_from") else ""))
     path = out / "RECIPES.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -220,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=15.0, help="wall clock per variant")
     p.add_argument("--rank", action="store_true", help="the two-stage plan of the docstring")
     p.add_argument("--rank-minutes", type=float, default=5.0, help="stage 1's budget")
+    p.add_argument("--pretrain-class", default="benign",
+                   help="transfer recipes: the class pretrained on (default benign)")
+    p.add_argument("--pretrain-kimg", type=float, default=200.0,
+                   help="transfer recipes: pretraining budget in kimg (default 200)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", default="docs/results/gan_recipes",

@@ -90,7 +90,7 @@ def test_an_earlier_run_on_this_runs_validation_images_or_other_networks_is_refu
         (["--init-from", pretrained, "--width", "16"], "it trained with --width 8, this run has 16"),
         (["--init-from", pretrained, "--upsample", "resize"], "it trained with --upsample transp"),
         (["--init-from", tmp_path / "nothing"], "no run_config.json"),
-        (["--freeze-d-blocks", "1"], "--freeze-d-blocks 1: expected 0 or more, and --init-from"),
+        (["--freeze-d-blocks", "1"], "--freeze-d-blocks 1 (--recipe today): expected 0 or more"),
     ]:
         # A flag given twice: argparse keeps the last, so `flags` override TINY_FLAGS.
         argv = ["--data", demo_root, "--class", "malignant", "--n-real", "16", *TINY_FLAGS,

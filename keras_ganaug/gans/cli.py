@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipes.add_argument("--init-from", metavar="RUN",
                          help="start the networks from an earlier train_gan.py run (e.g. one on "
                               "the majority class) and fine-tune them on these images")
-    recipes.add_argument("--freeze-d-blocks", type=int, default=0, metavar="K",
+    recipes.add_argument("--freeze-d-blocks", type=int, metavar="K",
                          help="with --init-from: keep the discriminator's first K conv blocks as "
                               "pretrained (FreezeD; default 0)")
     recipes.add_argument("--diffaugment-policy",
@@ -128,7 +128,6 @@ def config_from_args(args: argparse.Namespace) -> GANConfig:
         epochs=args.epochs, kimg=args.kimg, val_fraction=args.val_fraction,
         drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size,
         latent_dim=args.latent_dim, recipe=args.recipe, init_from=args.init_from,
-        freeze_d_blocks=args.freeze_d_blocks,
         **{field: getattr(args, field) for field in RECIPE_FIELDS},
         ema=args.ema or None, seed=args.seed, out=args.out, sample_every=args.sample_every,
         snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,

@@ -24,7 +24,7 @@ from keras_ganaug.gans.registry import (
 # WGAN-GP), learning rates the GAN's default_learning_rate, the full DiffAugment policy.
 TODAY = {"width": 64, "augment": "none", "upsample": "transpose", "d_norm": None,
          "r1_gamma": 0.0, "lecam_weight": 0.0, "g_lr": None, "d_lr": None, "g_fakes": "reused",
-         "diffaugment_policy": None}
+         "diffaugment_policy": None, "freeze_d_blocks": 0}
 RECIPE_FIELDS = tuple(TODAY)
 # Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
 RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
@@ -45,6 +45,9 @@ RECIPES: dict[str, dict] = {
     "ttur": {"g_lr": 1e-4, "d_lr": 4e-4},
     "fresh-fakes": {"g_fakes": "fresh"},
     "wide": {"width": 128},
+    # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps
+    # the first two of D's conv blocks, the low-level features Mo et al. find transfer best.
+    "transfer-freezed": {"freeze_d_blocks": 2},
 }
 RECIPE_NAMES = tuple(RECIPES)
 DEFAULT_RECIPE = "today"

@@ -60,7 +60,7 @@ class GANConfig:
     g_fakes: str | None = None  # reused (today) or fresh
     diffaugment_policy: str | None = None  # today color,translation,cutout
     init_from: str | None = None  # an earlier run to start the networks from (gans/transfer.py)
-    freeze_d_blocks: int = 0  # with init_from: D's first conv blocks kept as pretrained (FreezeD)
+    freeze_d_blocks: int | None = None  # with init_from: D's first conv blocks kept (FreezeD)
     ema: float | None = 0.999
     seed: int = 0
     out: str | None = None
@@ -125,8 +125,8 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
         (config.checkpoint_every >= 0,
          f"--checkpoint-every {config.checkpoint_every}: expected 0 (off) or more"),
         (config.freeze_d_blocks >= 0 and (config.init_from or not config.freeze_d_blocks),
-         f"--freeze-d-blocks {config.freeze_d_blocks}: expected 0 or more, and --init-from RUN "
-         f"to take the frozen blocks from"),
+         f"--freeze-d-blocks {config.freeze_d_blocks} (--recipe {config.recipe}): expected 0 or "
+         f"more, and --init-from RUN to take the frozen blocks from"),
         (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
         (config.cat_codes >= 2, f"--cat-codes {config.cat_codes}: expected 2 or more (default 4)"),
         (config.cont_codes >= 0,
