@@ -136,6 +136,8 @@ class GAN(keras.Model):
         """Per-example D regularizers of the recipe, by name: R1 and LeCam (when switched on)."""
         terms = {}
         if self.r1_gamma:
+            # Its own D pass (and augmentation draw) on the reals, as WGAN-GP's penalty takes:
+            # the loss's pass was not taped by the input, and the loop stays as it is.
             def critic(images):
                 return self.discriminate(self.augmenter(images, training=True),
                                          class_ids)["score"]
