@@ -47,29 +47,42 @@ def _gradients(layer, inputs):
     return run(inputs), {op.type for op in run.get_concrete_function(inputs).graph.get_operations()}
 
 
+def _convolution(kind, transpose: bool):
+    return (kind.Conv2DTranspose if transpose else kind.Conv2D)(6, 4, strides=2, padding="same")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("transpose", [False, True])
-def test_bfloat16_convolutions_match_keras_and_take_the_matmul_gradient(transpose):
+def test_bfloat16_convolutions_match_keras_and_take_the_matmul_gradient(transpose, seed):
+    """The fast bf16 layer is as close to the float32 answer as Keras' own bf16 layer.
+
+    Both bf16 paths round (inputs, outputs, and oneDNN's bf16 kernels their partial sums), so
+    each is compared with the float32 computation of the same weights rather than with the
+    other, on seeded weights and inputs (an unseeded draw made the old direct comparison flaky).
+    """
+    keras.utils.set_random_seed(seed)
+    shape = (4, 4, 4, 16) if transpose else (4, 8, 8, 16)
     with runtime.precision_scope("mixed_bfloat16"):
-        if transpose:
-            stock = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same")
-            quick = fast.Conv2DTranspose(6, 4, strides=2, padding="same")
-            shape = (4, 4, 4, 16)
-        else:
-            stock = keras.layers.Conv2D(6, 4, strides=2, padding="same")
-            quick = fast.Conv2D(6, 4, strides=2, padding="same")
-            shape = (4, 8, 8, 16)
-    stock.build(shape)
-    quick.build(shape)
+        stock, quick = _convolution(keras.layers, transpose), _convolution(fast, transpose)
+    exact = _convolution(keras.layers, transpose)
+    for layer in (stock, quick, exact):
+        layer.build(shape)
     quick.set_weights(stock.get_weights())
-    inputs = tf.constant(RNG.normal(size=shape), tf.float32)
+    exact.set_weights(stock.get_weights())
+    inputs = tf.constant(np.random.default_rng(seed).normal(size=shape), tf.float32)
+    truth, _ = _gradients(exact, inputs)
     expected, stock_ops = _gradients(stock, inputs)
     got, quick_ops = _gradients(quick, inputs)
     assert "MatMul" in quick_ops and "MatMul" not in stock_ops
     # Second derivatives included: no oneDNN backward-weights kernel left in the fast layer.
     assert "Conv2DBackpropFilter" in stock_ops and "Conv2DBackpropFilter" not in quick_ops
-    for name, a, b in zip(("output", "d input", "d kernel", "d2 kernel"), expected, got,
-                          strict=True):
-        assert _max_relative_diff(a, b) < 2e-2, name  # bfloat16 has 8 bits of mantissa
+    for name, exact_value, keras_value, ours in zip(("output", "d input", "d kernel", "d2 kernel"),
+                                                    truth, expected, got, strict=True):
+        keras_error = _max_relative_diff(exact_value, keras_value)
+        our_error = _max_relative_diff(exact_value, ours)
+        # bfloat16 has 8 bits of mantissa: a few 2^-8 of the largest value, and no worse than
+        # the error of Keras' own bf16 layer (with a margin for rounding the other way).
+        assert our_error < max(2e-2, 1.5 * keras_error), (name, our_error, keras_error)
 
 
 def test_float32_and_large_convolutions_keep_the_keras_kernels():

@@ -163,3 +163,24 @@ def test_inception_from_a_local_weights_file(tmp_path):
     model = inception_model(path, channels=1, input_size=75)
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1)).astype(np.uint8)
     assert extract_features(model, images).shape == (3, 2048)
+
+
+def test_weights_digest_names_a_feature_space(tmp_path):
+    """The same weights give the same id after a save and load; other weights another id."""
+    from keras_ganaug.metrics.features import (
+        TINY_WIDTHS,
+        build_encoder,
+        load_feature_space,
+        save_feature_space,
+        weights_digest,
+    )
+
+    encoder = build_encoder(16, 3, TINY_WIDTHS)
+    space = weights_digest(encoder)
+    assert len(space) == 16
+    reloaded = load_feature_space(save_feature_space(encoder, tmp_path / "features.keras"))
+    assert weights_digest(reloaded) == space
+    weights = encoder.get_weights()
+    weights[0] = weights[0] + 1e-6
+    encoder.set_weights(weights)
+    assert weights_digest(encoder) != space

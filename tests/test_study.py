@@ -463,6 +463,8 @@ def test_real_tiny_grid_end_to_end_with_a_kill(real_study):
     trained = [c for c in real_study.classifier_calls if c != "killed"]
     assert len(trained) == len(set(trained)) == 4  # each cell once (features: not a classifier)
     assert (out / "feature_extractor" / "features.keras").is_file()
+    from keras_ganaug.metrics.features import load_feature_space, weights_digest
+    space = weights_digest(load_feature_space(out / "feature_extractor" / "features.keras"))
     assert real_study.gan_calls == ["dcgan_n8_s0"]  # trained before the kill, reused after it
     results = pd.read_csv(out / "results.csv", dtype={"n_real": str, "synthetic": str})
     assert len(results) == 4 and results["cell"].is_unique
@@ -478,6 +480,7 @@ def test_real_tiny_grid_end_to_end_with_a_kill(real_study):
     for column in ("gan_kid", "gan_precision", "gan_recall", "gan_memorization_ratio",
                    "gan_tstr_over_trtr", "gan_c2st_auc"):
         assert gan_rows[column].notna().all()
+    assert set(gan_rows["gan_feature_space"]) == {space}  # which encoder measured them
     assert gan_rows["gan_precision"].between(0, 1).all()
     report = (out / "report.md").read_text()
     assert ("| N real | oversample@1:1 | oversample@balance | dcgan@1:1 | dcgan@balance |"
@@ -533,3 +536,17 @@ def test_evaluating_a_finished_run_reproduces_its_metrics(real_study, demo_root)
                                          "malignant", metrics["decision"])
     for key in ("accuracy", "balanced_accuracy", "minority_recall"):
         assert tuned[key] == pytest.approx(metrics["val_tuned"][key])
+
+
+def test_report_warns_when_quality_comes_from_two_feature_spaces():
+    """KID from two encoders do not compare: the report says so, and stays quiet for one."""
+    from keras_ganaug.study.report import feature_space_note
+
+    one = pd.DataFrame({"gan_kid": [0.1, 0.2, None], "gan_feature_space": ["aa", "aa", None]})
+    assert feature_space_note(one) == []
+    two = pd.DataFrame({"gan_kid": [0.1, 0.2, 0.3], "gan_feature_space": ["aa", "bb", None]})
+    note = feature_space_note(two)[0]
+    assert "more than one feature space" in note and "aa, bb" in note
+    assert "1 rows measured before" in note
+    unrecorded = pd.DataFrame({"gan_kid": [0.1, 0.2]})
+    assert "more than one" in feature_space_note(unrecorded.assign(gan_feature_space=["aa", None]))[0]

@@ -139,6 +139,24 @@ def save_feature_space(encoder, path: str | os.PathLike) -> Path:
     return path
 
 
+def weights_digest(model) -> str:
+    """The first 16 hex digits of the sha256 of a model's weights (shapes and values, in order).
+
+    Names a feature space: the encoder's training is seeded, but oneDNN's threaded reductions
+    round differently from run to run, so two trainings of "the same" encoder are different
+    spaces, and KID or precision / recall from two of them are not comparable. (The .keras file's
+    own hash would not do: the file records when it was saved.)
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        weights = np.ascontiguousarray(weights)
+        digest.update(str((weights.dtype.str, weights.shape)).encode())
+        digest.update(weights.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_feature_space(path: str | os.PathLike):
     """A feature encoder saved by save_feature_space (any Keras model mapping images to [B, D])."""
     import keras

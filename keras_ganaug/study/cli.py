@@ -23,7 +23,7 @@ Layout of OUT:
   cells/<cell>.json     one finished cell: its row of results.csv
   runs/<cell>/          the classifier run (metrics.json, figures, best.keras)
   generators/<gan>_n<N>_s<seed>/   the GAN export, samples/, quality.json
-  feature_extractor/    classifier trained on the whole real training split: features for quality
+  feature_extractor/    SimCLR encoder trained on every real training image: the quality feature space
   leakage.json          test-vs-train and generator hash checks
   results.csv summary.csv report.md figures/   (remade by --report-only)
 """

@@ -16,7 +16,8 @@ class FeatureSpace:
     """GAN quality for the study, in one self-supervised feature space (metrics/features.py).
 
     The encoder is trained once per study (seed 0) on every real TRAINING image of every class,
-    without labels, into OUT/feature_extractor/features.keras; shards that train it at once each
+    without labels, into OUT/feature_extractor/features.keras (small: commit it with the cells,
+    so a study resumed on another machine measures its generators in the same space); shards that train it at once each
     write a private file and the last rename wins, and all then load the same file. The test
     split's minority images are the real images no generator saw: the footing of memorization
     and the other side of the classifier two-sample test (C2ST); they never shape the features.
@@ -35,6 +36,7 @@ class FeatureSpace:
             load_feature_space,
             save_feature_space,
             train_feature_space,
+            weights_digest,
         )
 
         self.config = config
@@ -51,6 +53,7 @@ class FeatureSpace:
             encoder, _ = train_feature_space(self.x_train, seed=0, epochs=self.encoder_epochs)
             save_feature_space(encoder, path)
         self.model = load_feature_space(path)
+        self.space_id = weights_digest(self.model)  # recorded per generator: see weights_digest
         self.train_features = quality.extract_features(self.model, self.x_train)
         self.test_features = quality.extract_features(self.model, self.x_test)
         self.inception = None
@@ -81,7 +84,7 @@ class FeatureSpace:
         in_cut = np.array([f in seen for f in self.train_set.files])
         seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
         fake_features = quality.extract_features(self.model, fakes)
-        result = {"samples": count,
+        result = {"samples": count, "feature_space": self.space_id,
                   **image_measures(fakes, unseen, seen_minority, self.model, seed=seed,
                                    c2st_epochs=self.c2st_epochs),
                   **quality.tstr(self.train_features[in_cut], self.train_labels[in_cut],

@@ -138,6 +138,27 @@ def verdict(comparisons: pd.DataFrame, ns: list[str]) -> list[str]:
     return lines
 
 
+def feature_space_note(results) -> list[str]:
+    """A warning when the generators were measured in more than one feature space (encoders
+    trained on different machines or sessions), whose KID and P / R do not compare."""
+    if "gan_kid" not in results:
+        return []
+    measured = results[results["gan_kid"].notna()]
+    spaces = (measured["gan_feature_space"].fillna("").astype(str)
+              if "gan_feature_space" in measured else None)
+    if spaces is None or spaces.nunique() <= 1 and "" not in set(spaces):
+        return []
+    unrecorded = int((spaces == "").sum())
+    named = sorted(set(spaces) - {""})
+    text = (f"**These quality figures come from more than one feature space** "
+            f"({len(named)} recorded: {', '.join(named)}"
+            + (f"; {unrecorded} rows measured before the space was recorded" if unrecorded else "")
+            + "). Each encoder training rounds differently, so compare KID, precision / recall "
+              "and memorization only between rows of one space (results.csv: gan_feature_space); "
+              "C2ST and TSTR do not use the encoder.")
+    return [text, ""]
+
+
 def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
     """One row per (GAN, N): generator quality over seeds (each generator counted once)."""
     if "generator" not in results or not any(c in results for c in QUALITY):
@@ -306,6 +327,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
                       "same probe on real ones; C2ST AUC: a small CNN telling fakes from the "
                       "unseen real images, 5-fold (0.5 = indistinguishable, 1 = told apart).",
                       ""]
+            lines += feature_space_note(results)
         lines += [quality, ""]
     if "cell_seconds" in results:
         seconds = results.groupby("arm")["cell_seconds"]

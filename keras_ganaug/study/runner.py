@@ -117,6 +117,8 @@ class Study:
             quality = json.loads(quality_path.read_text())
             columns.update({f"gan_{k}": v for k, v in quality.items()
                             if isinstance(v, (int, float))})
+            # Which encoder measured it: figures from two feature spaces do not compare.
+            columns["gan_feature_space"] = quality.get("feature_space", "")
         return folder, columns
 
     def generator_quality(self, cell: Cell, folder: Path) -> dict:
