@@ -10,9 +10,10 @@ until --minutes of wall clock are spent, tracing included (TimeBudget: a recipe 
 image shows fewer images, which is the trade the search is about). The EMA generator is exported
 and measured with the study's FeatureSpace (keras_ganaug/study/features.py: one SimCLR encoder
 trained once per --out on the train split, reused): KID +- std, precision / recall, memorization
-and C2ST against the test split's --class images, and TSTR. One JSON per variant in OUT/results
-(a finished variant is skipped, so a long search resumes), OUT/samples/VARIANT.png, and the table
-OUT/RECIPES.md, remade from every JSON after each variant.
+and C2ST against the test split's --class images, and TSTR; each JSON names the feature space
+(its weights' digest), so rows measured in different spaces are not compared by accident. One
+JSON per variant in OUT/results (a finished variant is skipped, so a long search resumes),
+OUT/samples/VARIANT.png, and the table OUT/RECIPES.md, remade from every JSON after each variant.
 
 Transfer recipes (transfer-freezed) fine-tune from an ordinary train_gan.py run of the same networks
 on --pretrain-class (default benign; train-part images only, so the validation split holds) for
