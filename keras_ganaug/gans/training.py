@@ -52,6 +52,8 @@ class GANConfig:
     sample_every: int | None = None  # None = about ten grids per run
     snapshot_every: int = 0
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
+    # Without checkpoint_every: epoch-end checkpoints at most this often (0: every epoch end).
+    checkpoint_seconds: float = 60.0
     resize: str = "crop"
     skip_bad_images: bool = False
     overwrite: bool = False
@@ -104,6 +106,8 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
          f"--snapshot-every {config.snapshot_every}: expected 0 (off) or more"),
         (config.checkpoint_every >= 0,
          f"--checkpoint-every {config.checkpoint_every}: expected 0 (off) or more"),
+        (config.checkpoint_seconds >= 0,
+         f"--checkpoint-seconds {config.checkpoint_seconds}: expected 0 (every epoch) or more"),
         (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
         (config.cat_codes >= 2, f"--cat-codes {config.cat_codes}: expected 2 or more (default 4)"),
         (config.cont_codes >= 0,
@@ -304,7 +308,9 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
             runtime.synchronize_batch_norm(gan)
         gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
-    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every)
+    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
+                                  min_seconds=config.checkpoint_seconds,
+                                  last_step=epochs * steps_per_epoch)
     initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
     trim_history(out / "history.csv", initial_epoch)
     steps = epochs * steps_per_epoch
