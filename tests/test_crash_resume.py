@@ -374,3 +374,34 @@ def test_overwrite_failing_after_training_started_leaves_the_old_runs_byte_ident
     assert json.loads((tmp_path / "clf" / "metrics.json").read_text())["epochs_run"] == 1
     assert json.loads((tmp_path / "clf" / "metrics.json").read_text())["config"]["augment"] == "none"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf", "gan"]
+
+
+def test_epoch_end_checkpoints_are_spaced_by_time_and_the_last_epoch_always_saved(tmp_path):
+    """Without --checkpoint-every, a one-step epoch (--kimg on 10 images) must not write every
+    network and optimizer after each step: epoch ends are saved at most once per min_seconds,
+    the run's last step always; with --checkpoint-every every epoch end is saved, as asked."""
+    import types
+
+    import tensorflow as tf
+
+    from keras_ganaug.gans.callbacks import GANCheckpoint
+
+    def saved_steps(every: int, min_seconds: float, step_seconds: float) -> list[int]:
+        now = [0.0]
+        checkpoint = GANCheckpoint(tmp_path / f"c{every}_{min_seconds}", steps_per_epoch=1,
+                                   every=every, min_seconds=min_seconds, last_step=10,
+                                   clock=lambda: now[0])
+        saved = []
+        checkpoint._save = lambda step, logs: (saved.append(step),
+                                               setattr(checkpoint, "saved_at", now[0]))
+        checkpoint.set_model(types.SimpleNamespace(g_steps=tf.Variable(0, dtype=tf.int64)))
+        for epoch in range(10):
+            now[0] += step_seconds
+            checkpoint.model.g_steps.assign_add(1)
+            checkpoint.on_epoch_end(epoch)
+        return saved
+
+    assert saved_steps(every=0, min_seconds=60, step_seconds=25) == [3, 6, 9, 10]
+    assert saved_steps(every=0, min_seconds=60, step_seconds=0.3) == [10]
+    assert saved_steps(every=0, min_seconds=0, step_seconds=0.3) == list(range(1, 11))
+    assert saved_steps(every=4, min_seconds=60, step_seconds=0.3) == list(range(1, 11))

@@ -307,6 +307,7 @@ def test_huge_image_is_resized_with_bounded_memory(tmp_path):
     (["--epochs", "abc"], "argument --epochs: expected a whole number, got 'abc'"),
     (["--batch-size", "0"], "argument --batch-size: expected 1 or more"),
     (["--gan", "stylegan"], "--gan stylegan: expected one of"),
+    (["--checkpoint-seconds", "-1"], "--checkpoint-seconds -1.0: expected 0 (every epoch) or more"),
 ])
 def test_malformed_flag_is_one_line(capsys, data_root, finished_run, flags, needle):
     expect_refusal(capsys, data_root, finished_run, needle, extra=flags)

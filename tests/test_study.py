@@ -481,6 +481,8 @@ def test_real_tiny_grid_end_to_end_with_a_kill(real_study):
                    "gan_tstr_over_trtr", "gan_c2st_auc"):
         assert gan_rows[column].notna().all()
     assert set(gan_rows["gan_feature_space"]) == {space}  # which encoder measured them
+    from keras_ganaug.runtime import choose_precision
+    assert set(gan_rows["gan_dtype_policy"]) == {choose_precision("auto")}  # this machine's
     assert gan_rows["gan_precision"].between(0, 1).all()
     report = (out / "report.md").read_text()
     assert ("| N real | oversample@1:1 | oversample@balance | dcgan@1:1 | dcgan@balance |"

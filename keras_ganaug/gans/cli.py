@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between SavedModel snapshots in OUT/snapshots (default 0: off)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="steps between extra checkpoints inside an epoch, for long epochs\n"
-                   "(default 0: a checkpoint at the end of every epoch only)")
+                   "(default 0: checkpoints at epoch ends only)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="without --checkpoint-every: epoch-end checkpoints at most this often\n"
+                   "(default 60; 0: at every epoch end; the last epoch is always saved)")
     runtime.add_flags(p)
     p.add_argument("--steps-per-execution", type=positive_int, default=1,
                    help="train steps per call into TensorFlow (default 1)")
@@ -131,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> GANConfig:
         **{field: getattr(args, field) for field in RECIPE_FIELDS},
         ema=args.ema or None, seed=args.seed, out=args.out, sample_every=args.sample_every,
         snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
         resize=args.resize, skip_bad_images=args.skip_bad_images, overwrite=args.overwrite,
         resume=args.resume, verbose=0 if args.quiet else 1, precision=args.precision,
         strategy=args.strategy, steps_per_execution=args.steps_per_execution,

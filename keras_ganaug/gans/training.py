@@ -46,8 +46,7 @@ class GANConfig:
     val_fraction: float = DEFAULT_VAL_FRACTION
     drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image
     latent_dim: int = 128
-    # The recipe (gans/recipes.py) and its fields: None takes the recipe's value (resolve_recipe),
-    # anything else wins over it; `today` keeps the package's defaults.
+    # The recipe (gans/recipes.py) and its fields: None = the recipe's value, others win over it.
     recipe: str = "today"
     width: int | None = None  # today 64
     augment: str | None = None  # today "none"
@@ -67,6 +66,8 @@ class GANConfig:
     sample_every: int | None = None  # None = about ten grids per run
     snapshot_every: int = 0
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
+    # Without checkpoint_every: epoch-end checkpoints at most this often (0: every epoch end).
+    checkpoint_seconds: float = 60.0
     resize: str = "crop"
     skip_bad_images: bool = False
     overwrite: bool = False
@@ -127,6 +128,8 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
         (config.freeze_d_blocks >= 0 and (config.init_from or not config.freeze_d_blocks),
          f"--freeze-d-blocks {config.freeze_d_blocks} (--recipe {config.recipe}): expected 0 or "
          f"more, and --init-from RUN to take the frozen blocks from"),
+        (config.checkpoint_seconds >= 0,
+         f"--checkpoint-seconds {config.checkpoint_seconds}: expected 0 (every epoch) or more"),
         (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
         (config.cat_codes >= 2, f"--cat-codes {config.cat_codes}: expected 2 or more (default 4)"),
         (config.cont_codes >= 0,
@@ -198,12 +201,10 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
         images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
     pretrained, pretrained_sha256 = [], []
     if config.init_from:  # the earlier run's images count as this generator's: none may be val
-        from keras_ganaug.gans import transfer
+        from keras_ganaug.gans.transfer import pretraining
 
-        transfer.read_init_run(config.init_from, asdict(config), _defaults())
-        pretrained, pretrained_sha256 = transfer.pretraining_files(config.init_from)
-        transfer.check_validation_unseen(config.init_from, held_out,
-                                         data_lib.file_hashes(held_out), pretrained_sha256)
+        pretrained, pretrained_sha256 = pretraining(config.init_from, asdict(config), _defaults(),
+                                                    held_out, data_lib.file_hashes(held_out))
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
@@ -329,13 +330,10 @@ def build_gan(config: GANConfig, num_classes: int, trained_class: int):
     transfer.freeze_d_blocks(gan.discriminator, config.freeze_d_blocks)  # before compile
     gan.compile(steps_per_execution=config.steps_per_execution)
     if config.init_from:
-        from keras_ganaug.gans.callbacks import GANCheckpoint
-
         settings, meta = transfer.read_init_run(config.init_from, asdict(config), _defaults())
         earlier = build_gan(resolve_recipe(GANConfig(**settings)), len(meta["class_names"]),
                             meta.get("trained_class_id") or 0)
-        GANCheckpoint(Path(config.init_from) / "checkpoints", 1).restore(earlier)
-        transfer.copy_networks(gan, earlier)
+        transfer.copy_networks(gan, earlier, Path(config.init_from) / "checkpoints")
     return gan
 
 
@@ -366,7 +364,9 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
     checkpoints = out / "checkpoints"
-    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every)
+    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
+                                  min_seconds=config.checkpoint_seconds,
+                                  last_step=epochs * steps_per_epoch)
     initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
     trim_history(out / "history.csv", initial_epoch)
     steps = epochs * steps_per_epoch

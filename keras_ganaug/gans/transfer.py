@@ -43,28 +43,30 @@ def read_init_run(init_from: str, settings: dict, defaults: dict) -> tuple[dict,
     return {**earlier, "init_from": None, "freeze_d_blocks": 0}, metadata
 
 
-def pretraining_files(init_from: str) -> tuple[list[dict], list[str]]:
+def pretraining(init_from: str, settings: dict, defaults: dict, held_out,
+                held_out_hashes: list[str]) -> tuple[list[dict], list[str]]:
     """(the earlier run's training_files.json entries, the sha256 of every image its generator
-    saw: its own training_files_sha256, which includes any run it was itself started from)."""
+    saw: its own training_files_sha256, which includes any run it was itself started from),
+    once read_init_run accepts it and none of them is one of this run's validation images."""
+    read_init_run(init_from, settings, defaults)
     run = Path(init_from)
     files = json.loads((run / "training_files.json").read_text())["files"]
     hashes = json.loads((run / "metadata.json").read_text()).get("training_files_sha256") or []
-    return files, list(hashes)
-
-
-def check_validation_unseen(init_from: str, held_out, held_out_hashes: list[str],
-                            pretrained_hashes: list[str]) -> None:
-    """Refuse an earlier run that trained on this run's validation images (by file bytes)."""
-    seen = set(pretrained_hashes)
+    seen = set(hashes)
     leaked = [f for f, h in zip(held_out.files, held_out_hashes, strict=True) if h in seen]
     if leaked:
         raise UserError(f"--init-from {init_from}: it trained on {len(leaked)} image(s) of this "
                         f"run's validation split (e.g. {leaked[0]}); pretrain on another class, "
                         f"with the same --seed and --val-fraction")
+    return files, list(hashes)
 
 
-def copy_networks(gan, earlier_gan) -> None:
-    """Start `gan`'s generator, EMA generator and discriminator from `earlier_gan`'s weights."""
+def copy_networks(gan, earlier_gan, checkpoints: Path) -> None:
+    """Restore `earlier_gan` (built as the earlier run's) from its last checkpoint and start
+    `gan`'s generator, EMA generator and discriminator from its weights."""
+    from keras_ganaug.gans.callbacks import GANCheckpoint
+
+    GANCheckpoint(checkpoints, 1).restore(earlier_gan)
     pairs = [(gan.generator, earlier_gan.generator),
              (gan.discriminator, earlier_gan.discriminator)]
     if gan.ema_generator is not None:

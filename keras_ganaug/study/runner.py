@@ -109,7 +109,12 @@ class Study:
                                       "gan_epochs_trained": result.get("epochs"),
                                       "gan_steps": result.get("steps"),
                                       "gan_kimg_trained": result.get("kimg")})
-        columns = {**json.loads(timings_path.read_text()), "generator_reused": reused}
+        from keras_ganaug.gans.export import load_metadata
+
+        columns = {**json.loads(timings_path.read_text()), "generator_reused": reused,
+                   # --precision auto picks by machine (bf16 where the CPU has it): a grid
+                   # resumed on another machine may train its GANs in another dtype policy.
+                   "gan_dtype_policy": load_metadata(folder).get("precision", "")}
         quality_path = folder / "quality.json"
         if self.config.quality:
             if not quality_path.is_file():
