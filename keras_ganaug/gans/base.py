@@ -13,6 +13,11 @@ What a subclass provides:
 and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP),
 config_options (GANConfig fields its constructor takes), export_info() (extra metadata) and
 latent_size / latent_inputs() (what the exported generate_from_latent takes: conditioning).
+
+The recipe options (issue 15) every GAN takes, all off or as before by default: upsample (the
+generator's 2x stages), d_norm, r1_gamma (R1 on real images, Mescheder et al. 2018), lecam_weight
+(Tseng et al. 2021), g_lr / d_lr (two learning rates, TTUR), g_fakes (whether the generator step
+judges the last D step's fakes or fresh ones) and diffaugment_policy.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import tensorflow as tf
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans import networks
 from keras_ganaug.gans.augment import make_augmenter
+from keras_ganaug.gans.recipes import check_recipe_options
+
+LECAM_DECAY = 0.99  # of the EMAs of D's mean outputs the LeCam term anchors to (Tseng et al.)
 
 
 class GAN(keras.Model):
@@ -41,31 +49,57 @@ class GAN(keras.Model):
     def __init__(self, image_size: int, channels: int = 3, latent_dim: int = 128,
                  num_classes: int = 1, trained_class: int = 0, augment: str = "none",
                  ema_decay: float | None = 0.999, width: int = 64, seed: int = 0,
-                 ada_speed_images: float | None = None, **kwargs):
+                 ada_speed_images: float | None = None, upsample: str = "transpose",
+                 d_norm: str | None = None, r1_gamma: float = 0.0, lecam_weight: float = 0.0,
+                 g_lr: float | None = None, d_lr: float | None = None, g_fakes: str = "reused",
+                 diffaugment_policy: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
         self.num_classes, self.trained_class = num_classes, trained_class
         self.augment, self.ema_decay, self.width, self.seed = augment, ema_decay, width, seed
+        self._set_recipe(upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
+                         diffaugment_policy)
         self.generator = networks.build_generator(image_size, channels, self.generator_input_dim,
-                                                  width)
+                                                  width, upsample=upsample)
         self.discriminator = networks.build_discriminator(
             image_size, channels, width, norm=self.d_norm,
             num_classes=num_classes if self.conditional else 0, heads=self.heads())
         self.ema_generator = None
         if ema_decay:
             self.ema_generator = networks.build_generator(
-                image_size, channels, self.generator_input_dim, width, name="ema_generator")
+                image_size, channels, self.generator_input_dim, width, name="ema_generator",
+                upsample=upsample)
             self.ema_generator.set_weights(self.generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
         # None: augment.ADA_SPEED_IMAGES, real images shown for p to cross [0, 1], whatever N.
         self.ada_speed_images = ada_speed_images
         ada_options = {"speed_images": ada_speed_images} if augment == "ada" and ada_speed_images else {}
+        if diffaugment_policy is not None:
+            ada_options["policy"] = diffaugment_policy
         self.augmenter = make_augmenter(augment, seed=seed, **ada_options)
         self.g_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                        trainable=False, name="g_steps")
+        if lecam_weight:
+            # Weights, so checkpoints (resume) and .keras files keep the anchors; averaged over
+            # replicas, as the means they follow are each replica's.
+            self.lecam_ema = {kind: self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                                    aggregation="mean", name=f"lecam_ema_{kind}")
+                              for kind in ("real", "fake")}
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", *self.extra_losses)}
         self.built = True  # the networks are functional models, built above
+
+    def _set_recipe(self, upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
+                    diffaugment_policy):
+        """Check and keep the recipe options; a wrong one is a UserError naming its flag."""
+        d_norm = d_norm or type(self).d_norm  # None: the GAN's own (batch; layer for WGAN-GP)
+        check_recipe_options(self.gan_type, self.augment, upsample, d_norm, r1_gamma,
+                             lecam_weight, g_lr, d_lr, g_fakes, diffaugment_policy)
+        self.upsample, self.d_norm, self.g_fakes = upsample, d_norm, g_fakes
+        self.r1_gamma, self.lecam_weight = float(r1_gamma), float(lecam_weight)
+        self.g_lr, self.d_lr, self.diffaugment_policy = g_lr, d_lr, diffaugment_policy
+        self.extra_losses = (*type(self).extra_losses, *(("r1",) if r1_gamma else ()),
+                             *(("lecam",) if lecam_weight else ()))
 
     # ---- what subclasses define -------------------------------------------------------------
     @property
@@ -92,12 +126,52 @@ class GAN(keras.Model):
         """GAN-specific settings for the exported metadata (InfoGAN's code sizes, n_critic...)."""
         return {}
 
+    def recipe_info(self) -> dict:
+        """The recipe options, as get_config and the exported metadata record them."""
+        return {"upsample": self.upsample, "d_norm": self.d_norm, "r1_gamma": self.r1_gamma,
+                "lecam_weight": self.lecam_weight, "g_lr": self.g_lr, "d_lr": self.d_lr,
+                "g_fakes": self.g_fakes, "diffaugment_policy": self.diffaugment_policy}
+
+    def regularizers(self, real, real_out, fake_out, class_ids) -> dict:
+        """Per-example D regularizers of the recipe, by name: R1 and LeCam (when switched on)."""
+        terms = {}
+        if self.r1_gamma:
+            # Its own D pass (and augmentation draw) on the reals, as WGAN-GP's penalty takes:
+            # the loss's pass was not taped by the input, and the loop stays as it is.
+            def critic(images):
+                return self.discriminate(self.augmenter(images, training=True),
+                                         class_ids)["score"]
+
+            terms["r1"] = 0.5 * self.r1_gamma * r1_penalty(critic, real)
+        if self.lecam_weight:
+            terms["lecam"] = self.lecam_weight * self.lecam_term(real_out["score"],
+                                                                 fake_out["score"])
+        return terms
+
+    def lecam_term(self, real_scores, fake_scores):
+        """Per-example (D(x) - ema_fake)^2 + (D(G(z)) - ema_real)^2 (Tseng et al. 2021, eq. 3).
+
+        The EMAs of the batch means move first, then anchor this batch (as the authors' code
+        does); the first step sets them to its means (their start_itr warm-up), so the anchors
+        do not start from an arbitrary 0. Scores of one sample each: there is no batch coupling.
+        """
+        real_scores = tf.cast(tf.reshape(real_scores, [-1]), tf.float32)
+        fake_scores = tf.cast(tf.reshape(fake_scores, [-1]), tf.float32)
+        decay = tf.where(self.g_steps > 0, LECAM_DECAY, 0.0)
+        for kind, scores in (("real", real_scores), ("fake", fake_scores)):
+            ema = self.lecam_ema[kind]
+            ema.assign(decay * ema + (1.0 - decay) * tf.stop_gradient(tf.reduce_mean(scores)))
+        ema_real, ema_fake = (tf.convert_to_tensor(self.lecam_ema[k]) for k in ("real", "fake"))
+        return tf.square(real_scores - ema_fake) + tf.square(fake_scores - ema_real)
+
     # ---- the shared loop --------------------------------------------------------------------
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         super().compile(**kwargs)
         lr, (b1, b2) = self.default_learning_rate, self.default_betas
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(lr, beta_1=b1, beta_2=b2)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(self.g_lr or lr, beta_1=b1,
+                                                                beta_2=b2)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(self.d_lr or lr, beta_1=b1,
+                                                                beta_2=b2)
         if self.generator.dtype_policy.compute_dtype == "float16":
             # float16 gradients underflow without loss scaling; Keras only wraps the optimizer
             # given to compile(optimizer=...), so the two GAN optimizers are wrapped here.
@@ -167,7 +241,8 @@ class GAN(keras.Model):
             # The last D step's fakes are taped so the generator update reuses them (as PyTorch's
             # DCGAN example does) instead of running the generator forward again; the fakes of
             # WGAN-GP's earlier critic steps train only the critic and need no tape.
-            with g_tape if step == self.d_steps - 1 else contextlib.nullcontext():
+            reuse = step == self.d_steps - 1 and self.g_fakes == "reused"
+            with g_tape if reuse else contextlib.nullcontext():
                 fake = self.generator(self.generator_input(z, u, class_ids), training=True)
             with tf.GradientTape() as tape:
                 real_out = self.discriminate(self.augmenter(real, training=True), class_ids)
@@ -178,12 +253,19 @@ class GAN(keras.Model):
                 if penalty is not None:
                     d_loss += penalty
                     d_terms["gp"] = penalty
+                for name, term in self.regularizers(real, real_out, fake_out, class_ids).items():
+                    d_loss += term
+                    d_terms[name] = term
                 d_total = self._average(d_loss, batch_size)
             self._apply(self.d_optimizer, d_total, tape, self.discriminator.trainable_variables)
         self.augmenter.update(real_out["score"])
         logs.update(d_terms)
 
-        with g_tape:  # the updated discriminator judges the same fakes
+        if self.g_fakes == "fresh":  # new noise through the generator, after the D update
+            with g_tape:
+                z, u = self.draw_noise(batch_size)
+                fake = self.generator(self.generator_input(z, u, class_ids), training=True)
+        with g_tape:  # the updated discriminator judges the fakes (the same ones, when reused)
             fake_out = self.discriminate(self.augmenter(fake, training=True), class_ids)
             g_loss, g_terms = self.generator_loss(fake_out, u, class_ids)
             g_total = self._average(g_loss, batch_size)
@@ -276,7 +358,8 @@ class GAN(keras.Model):
                 "latent_dim": self.latent_dim, "num_classes": self.num_classes,
                 "trained_class": self.trained_class, "augment": self.augment,
                 "ema_decay": self.ema_decay, "width": self.width, "seed": self.seed,
-                "ada_speed_images": self.ada_speed_images, "name": self.name}
+                "ada_speed_images": self.ada_speed_images, **self.recipe_info(),
+                "name": self.name}
 
     def get_compile_config(self):
         """compile()'s arguments with both GAN optimizers, so a loaded GAN trains on as it was."""
@@ -290,3 +373,17 @@ class GAN(keras.Model):
         # Keras' own does nothing for a model with its own compile(); loading restores the
         # optimizers' saved state after this has built them.
         self.compile(**keras.saving.deserialize_keras_object(config))
+
+
+def r1_penalty(critic, real):
+    """Per-example ||grad_x D(x)||^2 on real images, in float32 (Mescheder et al. 2018).
+
+    critic: images -> scores [B] or [B, 1], with no batch coupling, so d(sum)/dx_b is sample b's
+    gradient. Taken inside D's tape, its gradient by D's weights is a true second derivative.
+    """
+    real = tf.cast(real, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total = tf.reduce_sum(tf.cast(critic(real), tf.float32))
+    grads = tf.cast(tape.gradient(total, real), tf.float32)
+    return tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])

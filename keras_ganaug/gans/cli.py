@@ -20,8 +20,9 @@ from keras_ganaug.errors import (
     quiet_tensorflow,
     run_cli,
 )
-from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
-from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config
+from keras_ganaug.gans.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, RECIPE_NAMES, TODAY
+from keras_ganaug.gans.registry import AUGMENT_KINDS, D_NORMS, G_FAKES, GAN_NAMES, UPSAMPLE_KINDS
+from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config, resolve_recipe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,11 +59,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-test-duplicates", action="store_true",
                    help="leave out training images byte-identical to a test image")
     p.add_argument("--latent-dim", type=positive_int, default=128)
-    p.add_argument("--width", type=positive_int, default=64,
-                   help="filters of the first D / last G layer; doubles per stage up to 512")
-    p.add_argument("--augment", default="none",
+    p.add_argument("--width", type=positive_int,
+                   help="filters of the first D / last G layer; doubles per stage up to 512 "
+                        f"(default {TODAY['width']})")
+    p.add_argument("--augment",
                    help=f"{', '.join(AUGMENT_KINDS)}: differentiable augmentation for few-shot "
                         f"training (default none)")
+    recipes = p.add_argument_group(
+        "recipe", "a named bundle of the options below (keras_ganaug/gans/recipes.py); a flag "
+        "given explicitly wins over the recipe")
+    recipes.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
+                         help=f"default {DEFAULT_RECIPE}: the package's defaults")
+    recipes.add_argument("--upsample", choices=UPSAMPLE_KINDS,
+                         help="generator 2x stages: transpose (strided transposed conv, default) or "
+                              "resize (nearest-neighbour 2x + 3x3 conv)")
+    recipes.add_argument("--d-norm", choices=D_NORMS,
+                         help="discriminator normalization (default: the GAN's own, batch; layer "
+                              "for wgan-gp); spectral wraps every D conv and the score dense")
+    recipes.add_argument("--r1-gamma", type=float,
+                         help="R1 penalty gamma/2 ||grad D(x_real)||^2 (default 0: off; not "
+                              "wgan-gp, not with --d-norm batch)")
+    recipes.add_argument("--lecam-weight", type=float,
+                         help="LeCam regularization weight (Tseng et al. 2021; default 0: off)")
+    recipes.add_argument("--g-lr", type=float, help="generator learning rate (default: the GAN's)")
+    recipes.add_argument("--d-lr", type=float,
+                         help="discriminator learning rate (default: the GAN's)")
+    recipes.add_argument("--g-fakes", choices=G_FAKES,
+                         help="generator step on the last D step's fakes (reused, default) or on "
+                              "fresh ones drawn after the D update")
+    recipes.add_argument("--init-from", metavar="RUN",
+                         help="start the networks from an earlier train_gan.py run (e.g. one on "
+                              "the majority class) and fine-tune them on these images")
+    recipes.add_argument("--freeze-d-blocks", type=int, metavar="K",
+                         help="with --init-from: keep the discriminator's first K conv blocks as "
+                              "pretrained (FreezeD; default 0)")
+    recipes.add_argument("--diffaugment-policy",
+                         help="with --augment diffaugment: a subset of color,translation,cutout "
+                              "(default all three)")
     p.add_argument("--ema", type=float, default=0.999,
                    help="EMA decay of the exported generator; 0 exports the raw generator")
     p.add_argument("--seed", type=int, default=0, help="fixes subset, initialisation and noise")
@@ -97,7 +130,8 @@ def config_from_args(args: argparse.Namespace) -> GANConfig:
         n_real=args.n_real, image_size=args.image_size, channels=args.channels,
         epochs=args.epochs, kimg=args.kimg, val_fraction=args.val_fraction,
         drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size,
-        latent_dim=args.latent_dim, width=args.width, augment=args.augment,
+        latent_dim=args.latent_dim, recipe=args.recipe, init_from=args.init_from,
+        **{field: getattr(args, field) for field in RECIPE_FIELDS},
         ema=args.ema or None, seed=args.seed, out=args.out, sample_every=args.sample_every,
         snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,
         checkpoint_seconds=args.checkpoint_seconds,
@@ -106,7 +140,7 @@ def config_from_args(args: argparse.Namespace) -> GANConfig:
         strategy=args.strategy, steps_per_execution=args.steps_per_execution,
         **{option: getattr(args, option) for option in given})
     check_config(config, given)
-    return config
+    return resolve_recipe(config)
 
 
 def _main(argv: list[str] | None) -> int:

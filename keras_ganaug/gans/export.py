@@ -78,7 +78,11 @@ def inference_copy(model: keras.Model) -> keras.Model:
         cls = type(layer)
         while cls.__module__.startswith("keras_ganaug."):  # fast_layers extend the stock layers
             cls = cls.__base__
-        return cls.from_config({**layer.get_config(), "dtype": "float32"})
+        config = {**layer.get_config(), "dtype": "float32"}
+        if isinstance(layer, keras.layers.Wrapper):  # SpectralNormalization: the inner layer
+            inner = config["layer"]                  # computes, so it must be float32 too
+            config["layer"] = {**inner, "config": {**inner["config"], "dtype": "float32"}}
+        return cls.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=stock_float32)
     copy.set_weights(model.get_weights())

@@ -16,6 +16,7 @@ from keras import layers
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans import fast_layers as fast
+from keras_ganaug.gans.registry import D_NORMS, UPSAMPLE_KINDS
 
 SUPPORTED_SIZES = (32, 64, 128, 256)
 MAX_FILTERS = 512
@@ -39,11 +40,30 @@ def _layer_kinds(fast_layers: bool):
     return layers.Conv2D, layers.Conv2DTranspose, layers.BatchNormalization
 
 
+def _upsampler(upsample: str, conv, conv_transpose):
+    """A 2x upsampling stage: filters -> layer. "transpose" is DCGAN's strided transposed 4x4 conv;
+    "resize" is nearest-neighbour 2x then a 3x3 conv, which cannot make the checkerboard
+    artifacts of overlapping transposed-conv strides (Odena et al. 2016)."""
+    if upsample not in UPSAMPLE_KINDS:
+        raise UserError(f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_KINDS)}")
+    if upsample == "transpose":
+        return lambda filters, **kw: conv_transpose(filters, 4, strides=2, padding="same", **kw)
+
+    def stage(filters, **kw):
+        # Two layers of the functional graph (not a nested model, which export could not clone).
+        convolve = conv(filters, 3, padding="same", **kw)
+        return lambda x: convolve(layers.UpSampling2D(2, interpolation="nearest")(x))
+
+    return stage
+
+
 def build_generator(image_size: int, channels: int, input_dim: int, width: int = 64,
-                    name: str = "generator", fast_layers: bool = True) -> keras.Model:
+                    name: str = "generator", fast_layers: bool = True,
+                    upsample: str = "transpose") -> keras.Model:
     """input vector [B, input_dim] -> image [B, size, size, channels] in [-1, 1]."""
     stages = check_image_size(image_size)
-    _, conv_transpose, batch_norm = _layer_kinds(fast_layers)
+    conv, conv_transpose, batch_norm = _layer_kinds(fast_layers)
+    up = _upsampler(upsample, conv, conv_transpose)
     noise = keras.Input((input_dim,), name="latent")
     top = _filters(width, stages - 1)
     x = layers.Dense(4 * 4 * top, use_bias=False)(noise)
@@ -51,10 +71,10 @@ def build_generator(image_size: int, channels: int, input_dim: int, width: int =
     x = layers.ReLU()(x)
     x = layers.Reshape((4, 4, top))(x)
     for stage in reversed(range(stages - 1)):
-        x = conv_transpose(_filters(width, stage), 4, strides=2, padding="same", use_bias=False)(x)
+        x = up(_filters(width, stage), use_bias=False)(x)
         x = batch_norm()(x)
         x = layers.ReLU()(x)
-    x = conv_transpose(channels, 4, strides=2, padding="same")(x)
+    x = up(channels)(x)
     image = layers.Activation("tanh", dtype="float32", name="image")(x)
     return keras.Model(noise, image, name=name)
 
@@ -65,26 +85,39 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
     """image [B,H,W,C] (+ class id [B] when num_classes) -> {"score": [B,1], head: [B,units]...}.
 
     norm: "batch" (DCGAN), "layer" (WGAN-GP: a per-sample norm keeps the gradient penalty valid,
-    since batch norm couples the samples of a batch), or None.
+    since batch norm couples the samples of a batch), "spectral" (Miyato et al. 2018: every conv
+    and the score dense wrapped in keras.layers.SpectralNormalization, no batch norm; the stock
+    Keras layers inside, as the wrapper must see a plain kernel) or "none" / None.
     num_classes > 0 makes it a projection discriminator (Miyato & Koyama 2018): score =
     linear(h) + <embed(y), h>. It conditions through an inner product instead of concatenated
     one-hot planes, which is more stable with few images per class and adds few weights.
     heads: extra float32 dense outputs on the shared body (InfoGAN's Q head).
     """
     stages = check_image_size(image_size)
+    norm = norm or "none"
+    if norm not in D_NORMS:
+        raise UserError(f"--d-norm {norm}: expected one of {', '.join(D_NORMS)}")
     conv, _, batch_norm = _layer_kinds(fast_layers)
+    if norm == "spectral":
+        def conv(*args, **kwargs):
+            return layers.SpectralNormalization(layers.Conv2D(*args, **kwargs))
     image = keras.Input((image_size, image_size, channels), name="image")
     x = conv(width, 4, strides=2, padding="same")(image)
     x = layers.LeakyReLU(0.2)(x)
     for stage in range(1, stages):
-        x = conv(_filters(width, stage), 4, strides=2, padding="same", use_bias=norm is None)(x)
+        x = conv(_filters(width, stage), 4, strides=2, padding="same",
+                 use_bias=norm in ("none", "spectral"))(x)
         if norm == "batch":
             x = batch_norm()(x)
         elif norm == "layer":
             x = layers.LayerNormalization(axis=[1, 2, 3])(x)
         x = layers.LeakyReLU(0.2)(x)
     features = layers.Flatten(name="features")(x)
-    score = layers.Dense(1, dtype="float32", name="score")(features)
+    if norm == "spectral":
+        score = layers.SpectralNormalization(layers.Dense(1, dtype="float32"), dtype="float32",
+                                             name="score")(features)
+    else:
+        score = layers.Dense(1, dtype="float32", name="score")(features)
     inputs = [image]
     if num_classes:
         class_id = keras.Input((), dtype="int32", name="class_id")

@@ -14,3 +14,13 @@ AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augment.py
 ADA_REFUSED = {"wgan-gp": "its overfitting signal, the sign of D(real), means nothing for the "
                           "WGAN-GP critic, whose scores have no fixed centre"}
 CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")
+# The recipe options (issue 15): how the networks are built and what the loop adds to the losses.
+UPSAMPLE_KINDS = ("transpose", "resize")  # --upsample: strided transposed conv, or NN 2x + 3x3 conv
+D_NORMS = ("batch", "layer", "spectral", "none")  # --d-norm (default: the GAN's own)
+G_FAKES = ("reused", "fresh")  # --g-fakes: the G step judges the D step's fakes, or new ones
+# D norms that couple the samples of a batch: a per-sample input gradient (R1, WGAN-GP's penalty)
+# taken through them is not one sample's gradient, so those penalties refuse them.
+BATCH_COUPLED_NORMS = ("batch",)
+# GANs with their own per-sample input-gradient penalty: R1 on top is refused (one constraint of
+# the kind is enough), and so are D norms that couple the batch.
+GRADIENT_PENALTY_GANS = ("wgan-gp",)

@@ -13,6 +13,7 @@ import numpy as np
 from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.recipes import RECIPE_OPTIONS, resolve_recipe
 from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
 
 FINISHED_MARKER = "metadata.json"
@@ -20,7 +21,8 @@ FINISHED_MARKER = "metadata.json"
 RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", "latent_dim",
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
-               "drop_test_duplicates")
+               "drop_test_duplicates", "upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr",
+               "d_lr", "g_fakes", "diffaugment_policy", "init_from", "freeze_d_blocks")
 DEFAULT_EPOCHS = 50
 
 
@@ -44,8 +46,20 @@ class GANConfig:
     val_fraction: float = DEFAULT_VAL_FRACTION
     drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image
     latent_dim: int = 128
-    width: int = 64
-    augment: str = "none"
+    # The recipe (gans/recipes.py) and its fields: None = the recipe's value, others win over it.
+    recipe: str = "today"
+    width: int | None = None  # today 64
+    augment: str | None = None  # today "none"
+    upsample: str | None = None  # transpose (today) or resize
+    d_norm: str | None = None  # today the GAN's own: batch, or layer for WGAN-GP
+    r1_gamma: float | None = None  # R1 weight gamma on real images; 0 (today) = off
+    lecam_weight: float | None = None  # LeCam regularization weight; 0 (today) = off
+    g_lr: float | None = None  # today the GAN's default_learning_rate
+    d_lr: float | None = None
+    g_fakes: str | None = None  # reused (today) or fresh
+    diffaugment_policy: str | None = None  # today color,translation,cutout
+    init_from: str | None = None  # an earlier run to start the networks from (gans/transfer.py)
+    freeze_d_blocks: int | None = None  # with init_from: D's first conv blocks kept (FreezeD)
     ema: float | None = 0.999
     seed: int = 0
     out: str | None = None
@@ -80,10 +94,15 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     an option meant for another GAN is an error rather than silently ignored.
     """
     from keras_ganaug import runtime
+    from keras_ganaug.gans.recipes import check_recipe_options
     from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
 
     if config.gan not in GAN_NAMES:
         raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
+    config = resolve_recipe(config)
+    check_recipe_options(config.gan, config.augment, config.upsample, config.d_norm,
+                         config.r1_gamma, config.lecam_weight, config.g_lr, config.d_lr,
+                         config.g_fakes, config.diffaugment_policy)
     for option in given:
         if GAN_OPTIONS[option] != config.gan:
             raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "
@@ -106,6 +125,9 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
          f"--snapshot-every {config.snapshot_every}: expected 0 (off) or more"),
         (config.checkpoint_every >= 0,
          f"--checkpoint-every {config.checkpoint_every}: expected 0 (off) or more"),
+        (config.freeze_d_blocks >= 0 and (config.init_from or not config.freeze_d_blocks),
+         f"--freeze-d-blocks {config.freeze_d_blocks} (--recipe {config.recipe}): expected 0 or "
+         f"more, and --init-from RUN to take the frozen blocks from"),
         (config.checkpoint_seconds >= 0,
          f"--checkpoint-seconds {config.checkpoint_seconds}: expected 0 (every epoch) or more"),
         (config.gp_weight >= 0, f"--gp-weight {config.gp_weight}: expected 0 or more (default 10)"),
@@ -127,7 +149,12 @@ def _check_out(out: Path, config: GANConfig) -> Path:
     """io.check_out for a GAN run: a finished run may be resumed to train on."""
     return check_out(out, finished_marker=FINISHED_MARKER, resume=config.resume,
                      overwrite=config.overwrite, settings=asdict(config),
-                     defaults=asdict(GANConfig()), resume_keys=RESUME_KEYS, resume_finished=True)
+                     defaults=_defaults(), resume_keys=RESUME_KEYS, resume_finished=True)
+
+
+def _defaults() -> dict:
+    """What an older run_config.json lacks stands for: today's settings."""
+    return asdict(resolve_recipe(GANConfig()))
 
 
 @dataclass
@@ -143,6 +170,8 @@ class TrainingSet:
     source: str  # --data as given (the demo set's relative folder when not given)
     held_out: data_lib.ImageSet  # the classifier's validation images, never trained on
     dropped_test_duplicates: list[str]
+    pretraining_files: list[dict]  # --init-from: the earlier run's training files
+    pretraining_sha256: list[str]  # and every image its generator saw
 
 
 def prepare_training_set(config: GANConfig) -> TrainingSet:
@@ -170,11 +199,17 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
     duplicates = []
     if config.drop_test_duplicates:
         images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
+    pretrained, pretrained_sha256 = [], []
+    if config.init_from:  # the earlier run's images count as this generator's: none may be val
+        from keras_ganaug.gans.transfer import pretraining
+
+        pretrained, pretrained_sha256 = pretraining(config.init_from, asdict(config), _defaults(),
+                                                    held_out, data_lib.file_hashes(held_out))
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
     return TrainingSet(arrays, labels, loaded, class_name, class_id, report, source, held_out,
-                       duplicates)
+                       duplicates, pretrained, pretrained_sha256)
 
 
 def drop_test_copies(images, test_set):
@@ -252,6 +287,7 @@ def run(config: GANConfig) -> dict:
     from keras_ganaug.gans import gan_class
 
     check_config(config)
+    config = resolve_recipe(config)  # what run_config.json records and --resume compares
     gan_type = gan_class(config.gan, config.conditional)
     data = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, data.class_name)
@@ -270,10 +306,35 @@ def run(config: GANConfig) -> dict:
                                  config.n_real, data.class_name,
                                  extra={"val_fraction": config.val_fraction,
                                         "held_out_files": list(data.held_out.files),
-                                        "dropped_test_duplicates": data.dropped_test_duplicates})
+                                        "dropped_test_duplicates": data.dropped_test_duplicates,
+                                        "init_from": config.init_from,
+                                        "pretraining_files": data.pretraining_files})
         return _train_and_export(config, gan_type, data, work, out)
 
     return finish_in(work, out, write)
+
+
+def build_gan(config: GANConfig, num_classes: int, trained_class: int):
+    """The compiled GAN of a run as `config` (recipe resolved) sets it, its D blocks frozen and
+    its networks started from --init-from: one place, so the bench and transfer build what
+    train_gan.py trains. Build it inside the run's precision / strategy scope."""
+    from keras_ganaug.gans import gan_class, transfer
+
+    gan_type = gan_class(config.gan, config.conditional)
+    gan = gan_type(image_size=config.image_size, channels=config.channels,
+                   latent_dim=config.latent_dim, num_classes=num_classes,
+                   trained_class=trained_class, augment=config.augment, ema_decay=config.ema,
+                   width=config.width, seed=config.seed,
+                   **{name: getattr(config, name) for name in RECIPE_OPTIONS},
+                   **{name: getattr(config, name) for name in gan_type.config_options})
+    transfer.freeze_d_blocks(gan.discriminator, config.freeze_d_blocks)  # before compile
+    gan.compile(steps_per_execution=config.steps_per_execution)
+    if config.init_from:
+        settings, meta = transfer.read_init_run(config.init_from, asdict(config), _defaults())
+        earlier = build_gan(resolve_recipe(GANConfig(**settings)), len(meta["class_names"]),
+                            meta.get("trained_class_id") or 0)
+        transfer.copy_networks(gan, earlier, Path(config.init_from) / "checkpoints")
+    return gan
 
 
 def _train_and_export(config, gan_type, data: TrainingSet, out, final):
@@ -299,14 +360,9 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
     # replica, and a GAN built lazily inside fit would fail under a strategy.
     with runtime.precision_scope(precision), strategy.scope():
-        gan = gan_type(image_size=config.image_size, channels=config.channels,
-                       latent_dim=config.latent_dim, num_classes=len(images.class_names),
-                       trained_class=class_id, augment=config.augment, ema_decay=config.ema,
-                       width=config.width, seed=config.seed,
-                       **{name: getattr(config, name) for name in gan_type.config_options})
+        gan = build_gan(config, len(images.class_names), class_id)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
-        gan.compile(steps_per_execution=config.steps_per_execution)
     checkpoints = out / "checkpoints"
     checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
                                   min_seconds=config.checkpoint_seconds,
@@ -320,13 +376,17 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
         "trained_class_id": None if gan.conditional else class_id,
         "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
         "training_images": len(arrays), "data": data.source, "resize": config.resize,
-        "augment": config.augment, "epochs": epochs, "precision": precision,
+        "augment": config.augment, "recipe": config.recipe, **gan.recipe_info(),
+        "epochs": epochs, "precision": precision,
         "replicas": strategy.num_replicas_in_sync,
         "batch_size": batch_size, "steps": steps,
         "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": config.kimg,
         "val_fraction": config.val_fraction, "held_out_images": len(data.held_out.files),
         "dropped_test_duplicates": len(data.dropped_test_duplicates),
-        "training_files_sha256": data_lib.file_hashes(images),
+        # The pretraining images too: the generator has seen them (leakage checks read this).
+        "training_files_sha256": list(dict.fromkeys(data_lib.file_hashes(images)
+                                                    + data.pretraining_sha256)),
+        "init_from": config.init_from, "freeze_d_blocks": config.freeze_d_blocks,
     }
     sample_every = config.sample_every or max(1, epochs // 10)
     grids = cb.SampleGrid(out / "samples", sample_every)
