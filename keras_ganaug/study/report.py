@@ -146,8 +146,8 @@ def feature_space_note(results) -> list[str]:
     measured = results[results["gan_kid"].notna()]
     spaces = (measured["gan_feature_space"].fillna("").astype(str)
               if "gan_feature_space" in measured else None)
-    if spaces is None or spaces.nunique() <= 1 and "" not in set(spaces):
-        return []
+    if spaces is None or (spaces.nunique() <= 1 and "" not in set(spaces)):
+        return []  # one recorded space, or none recorded at all (an older study)
     unrecorded = int((spaces == "").sum())
     named = sorted(set(spaces) - {""})
     text = (f"**These quality figures come from more than one feature space** "
