@@ -40,6 +40,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def config_from_flags(config_class, args: argparse.Namespace, keep_defaults=(), **converted):
+    """`config_class` (a dataclass) from parsed flags: each field takes the flag of its own name,
+    unless `converted` gives it (a flag renamed or parsed on the way) or it is in `keep_defaults`.
+
+    A field with neither is a CLI that forgot a flag, so it raises rather than train on a
+    silent default (a TypeError: a bug, not a user error).
+    """
+    import dataclasses
+
+    flags = vars(args)
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in converted or field.name in keep_defaults:
+            continue
+        if field.name not in flags:
+            raise TypeError(f"{config_class.__name__}.{field.name}: no flag of that name, and "
+                            f"the CLI neither converts it nor keeps its default")
+        values[field.name] = flags[field.name]
+    return config_class(**values, **converted)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
             resume_hint: str = "rerun with --resume to go on") -> int:
     """Call `main(argv)` and map its outcome to an exit code; `--debug` shows tracebacks."""

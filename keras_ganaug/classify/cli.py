@@ -22,7 +22,13 @@ from keras_ganaug.classify.config import SYNTHETIC_CLASSES, ClassifierConfig
 from keras_ganaug.classify.models import MODELS
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION, RESIZE_MODES
-from keras_ganaug.errors import ArgumentParser, add_common_flags, quiet_tensorflow, run_cli
+from keras_ganaug.errors import (
+    ArgumentParser,
+    add_common_flags,
+    config_from_flags,
+    quiet_tensorflow,
+    run_cli,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,20 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
-    return ClassifierConfig(
-        data=args.data, minority=args.minority, n_real=args.n_real, model=args.model,
-        weights=args.weights, freeze=args.freeze, fine_tune=args.fine_tune, augment=args.augment,
-        superpixel_p=args.superpixel_p, superpixel_segments=args.superpixel_segments,
-        generators=args.generator, synthetic=args.synthetic, vet=args.vet, vet_keep=args.vet_keep,
-        upscale=args.upscale, class_weights=args.class_weights, val_fraction=args.val_fraction,
-        oversample=args.oversample, synthetic_classes=args.synthetic_classes,
-        monitor=args.monitor, min_epochs=args.min_epochs,
-        drop_test_duplicates=args.drop_test_duplicates,
-        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, image_size=args.image_size, channels=args.channels,
-        resize=args.resize, seed=args.seed, out=args.out, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images, resume=args.resume, precision=args.precision,
-        strategy=args.strategy)
+    return config_from_flags(ClassifierConfig, args, generators=args.generator)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -16,11 +16,12 @@ from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import (
     ArgumentParser,
     add_common_flags,
+    config_from_flags,
     positive_int,
     quiet_tensorflow,
     run_cli,
 )
-from keras_ganaug.gans.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, RECIPE_NAMES, TODAY
+from keras_ganaug.gans.recipes import DEFAULT_RECIPE, RECIPE_NAMES, TODAY
 from keras_ganaug.gans.registry import AUGMENT_KINDS, D_NORMS, G_FAKES, GAN_NAMES, UPSAMPLE_KINDS
 from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config, resolve_recipe
 
@@ -125,20 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> GANConfig:
     given = tuple(option for option in GAN_OPTIONS if getattr(args, option) is not None)
-    config = GANConfig(
-        data=args.data, class_name=args.class_name, gan=args.gan, conditional=args.conditional,
-        n_real=args.n_real, image_size=args.image_size, channels=args.channels,
-        epochs=args.epochs, kimg=args.kimg, val_fraction=args.val_fraction,
-        drop_test_duplicates=args.drop_test_duplicates, batch_size=args.batch_size,
-        latent_dim=args.latent_dim, recipe=args.recipe, init_from=args.init_from,
-        **{field: getattr(args, field) for field in RECIPE_FIELDS},
-        ema=args.ema or None, seed=args.seed, out=args.out, sample_every=args.sample_every,
-        snapshot_every=args.snapshot_every, checkpoint_every=args.checkpoint_every,
-        checkpoint_seconds=args.checkpoint_seconds,
-        resize=args.resize, skip_bad_images=args.skip_bad_images, overwrite=args.overwrite,
-        resume=args.resume, verbose=0 if args.quiet else 1, precision=args.precision,
-        strategy=args.strategy, steps_per_execution=args.steps_per_execution,
-        **{option: getattr(args, option) for option in given})
+    # An option of another GAN that was not given keeps its default; check_config refuses the rest.
+    config = config_from_flags(GANConfig, args, ema=args.ema or None,
+                               keep_defaults=set(GAN_OPTIONS) - set(given),
+                               verbose=0 if args.quiet else 1)
     check_config(config, given)
     return resolve_recipe(config)
 

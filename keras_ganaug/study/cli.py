@@ -36,7 +36,13 @@ from pathlib import Path
 
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.errors import UserError, add_common_flags, quiet_tensorflow, run_cli
+from keras_ganaug.errors import (
+    UserError,
+    add_common_flags,
+    config_from_flags,
+    quiet_tensorflow,
+    run_cli,
+)
 from keras_ganaug.study.grid import (
     DEFAULT_GAN_KIMG,
     DEFAULT_METHODS,
@@ -105,18 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    return StudyConfig(
-        data=args.data, minority=args.minority, n_real=parse_n_real(args.n_real),
+    return config_from_flags(
+        StudyConfig, args, n_real=parse_n_real(args.n_real),
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        synthetic=parse_synthetic_list(args.synthetic), seeds=args.seeds, model=args.model,
-        weights=args.weights, image_size=args.image_size, channels=args.channels,
-        gan_epochs=args.gan_epochs, gan_kimg=None if args.gan_epochs else args.gan_kimg,
-        min_epochs=args.min_epochs, monitor=args.monitor, val_fraction=args.val_fraction,
-        drop_test_duplicates=args.drop_test_duplicates,
-        gan_batch_size=args.gan_batch_size, epochs=args.epochs, patience=args.patience,
-        batch_size=args.batch_size, vet=args.vet, quality=not args.no_quality,
-        inception_weights=args.inception_weights, out=args.out, shard=parse_shard(args.shard),
-        verbose=0 if args.quiet else 1)
+        synthetic=parse_synthetic_list(args.synthetic),
+        gan_kimg=None if args.gan_epochs else args.gan_kimg, quality=not args.no_quality,
+        shard=parse_shard(args.shard), verbose=0 if args.quiet else 1)
 
 
 def _main(argv: list[str] | None) -> int:
