@@ -62,10 +62,14 @@ class CheckpointStore:
                                                  and path.name not in referenced):
                 path.unlink(missing_ok=True)
 
+    def has_commit(self) -> bool:
+        """Whether a checkpoint was committed: what `load` would restore."""
+        return (self.folder / STATE_FILE).is_file()
+
     def load(self, model: keras.Model, variables: list) -> dict | None:
         """Load the last commit into `model` and `variables`; its state, or None if there is none."""
         path = self.folder / STATE_FILE
-        if not path.is_file():
+        if not self.has_commit():
             return None
         state = json.loads(path.read_text())
         if "variables" not in state:

@@ -97,3 +97,32 @@ def test_an_earlier_run_on_this_runs_validation_images_or_other_networks_is_refu
                 *flags, "--out", tmp_path / "o"]
         code, _, err = call(train_gan.main, argv, capsys)
         assert_user_error(code, err, needle)
+
+
+@pytest.mark.slow
+def test_a_resumed_fine_tuning_run_restores_its_checkpoint_without_copying_the_earlier_run(
+        pretrained, demo_root, tmp_path, monkeypatch):
+    """Resume loads the run's own networks from its checkpoint; copying --init-from's first would
+    build and restore the earlier run only to overwrite it (and a run killed before its first
+    checkpoint still starts from the earlier run)."""
+    from keras_ganaug.gans import callbacks, transfer
+
+    copies = []
+    real_copy, real_epoch_end = transfer.copy_networks, callbacks.GANCheckpoint.on_epoch_end
+    monkeypatch.setattr(transfer, "copy_networks", lambda *a: (copies.append(1), real_copy(*a)))
+
+    def interrupted_after_epoch_1(self, epoch, logs=None):
+        real_epoch_end(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "fine"
+    argv = ["--data", demo_root, "--class", "malignant", "--n-real", "16", *TINY_FLAGS,
+            "--epochs", "2", "--checkpoint-seconds", "0", "--init-from", pretrained, "--out", out]
+    monkeypatch.setattr(callbacks.GANCheckpoint, "on_epoch_end", interrupted_after_epoch_1)
+    code, _ = train_gan_in_process(argv)
+    assert code == 130 and copies == [1]
+    monkeypatch.setattr(callbacks.GANCheckpoint, "on_epoch_end", real_epoch_end)
+    code, stderr = train_gan_in_process([*argv, "--resume"])
+    assert code == 0, stderr[-3000:]
+    assert copies == [1]  # not again on resume
+    assert json.loads((out / "metadata.json").read_text())["epochs_trained"] == 2

@@ -314,10 +314,12 @@ def run(config: GANConfig) -> dict:
     return finish_in(work, out, write)
 
 
-def build_gan(config: GANConfig, num_classes: int, trained_class: int):
+def build_gan(config: GANConfig, num_classes: int, trained_class: int,
+              start_from_init: bool = True):
     """The compiled GAN of a run as `config` (recipe resolved) sets it, its D blocks frozen and
     its networks started from --init-from: one place, so the bench and transfer build what
-    train_gan.py trains. Build it inside the run's precision / strategy scope."""
+    train_gan.py trains. Build it inside the run's precision / strategy scope.
+    start_from_init=False skips that copy, for a run whose own checkpoint overwrites it."""
     from keras_ganaug.gans import gan_class, transfer
 
     gan_type = gan_class(config.gan, config.conditional)
@@ -329,7 +331,7 @@ def build_gan(config: GANConfig, num_classes: int, trained_class: int):
                    **{name: getattr(config, name) for name in gan_type.config_options})
     transfer.freeze_d_blocks(gan.discriminator, config.freeze_d_blocks)  # before compile
     gan.compile(steps_per_execution=config.steps_per_execution)
-    if config.init_from:
+    if config.init_from and start_from_init:
         settings, meta = transfer.read_init_run(config.init_from, asdict(config), _defaults())
         earlier = build_gan(resolve_recipe(GANConfig(**settings)), len(meta["class_names"]),
                             meta.get("trained_class_id") or 0)
@@ -359,14 +361,17 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     strategy = runtime.choose_strategy(config.strategy)
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
     # replica, and a GAN built lazily inside fit would fail under a strategy.
-    with runtime.precision_scope(precision), strategy.scope():
-        gan = build_gan(config, len(images.class_names), class_id)
-        if strategy.num_replicas_in_sync > 1:
-            runtime.synchronize_batch_norm(gan)
     checkpoints = out / "checkpoints"
     checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
                                   min_seconds=config.checkpoint_seconds,
                                   last_step=epochs * steps_per_epoch)
+    # A resumed run's checkpoint holds every network: starting them from --init-from first
+    # would build and restore the earlier run only to overwrite it.
+    resuming = config.resume and checkpoint.store.has_commit()
+    with runtime.precision_scope(precision), strategy.scope():
+        gan = build_gan(config, len(images.class_names), class_id, start_from_init=not resuming)
+        if strategy.num_replicas_in_sync > 1:
+            runtime.synchronize_batch_norm(gan)
     initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
     trim_history(out / "history.csv", initial_epoch)
     steps = epochs * steps_per_epoch
