@@ -6,7 +6,9 @@ It shows the whole path a user walks (demo data -> DCGAN -> SavedModel -> synthe
 classifier -> metrics) and prints four classifiers side by side: real images only, real images with
 balanced class weights and real images with the minority oversampled and classic augmentation (the
 non-GAN baselines every GAN must beat), and real images plus the generator's images filling the
-minority up to the majority count. The study's rules hold here too: the GAN trains on the same cut
+minority up to the majority count. Before the classifiers, the generator's fakes are checked against
+the test split's minority images, which it never saw: a classifier two-sample test (C2ST, printed)
+and a figure of both side by side (OUT/gan/real_vs_fake.png). The study's rules hold here too: the GAN trains on the same cut
 and seed as the classifiers with their validation images held out, model selection watches the
 val ROC AUC, and the printed decisions are at the threshold each run tuned on its val split.
 """
@@ -28,8 +30,9 @@ ARMS = {
 
 
 def run_demo_job(out: str = "runs/demo", gan_kimg: float = 9.0, epochs: int = 30,
-                 image_size: int = 64, seed: int = 0, verbose: int = 1) -> dict[str, dict]:
-    """Train the demo GAN and the four classifiers; returns {arm: metrics dict}."""
+                 image_size: int = 64, seed: int = 0, verbose: int = 1) -> tuple[dict[str, dict], dict]:
+    """Train the demo GAN, check its fakes (check_fakes) and train the four classifiers;
+    returns ({arm: metrics dict}, the fakes' check)."""
     from keras_ganaug.classify.config import ClassifierConfig
     from keras_ganaug.classify.training import run as train_classifier
     from keras_ganaug.data.demo import make_demo_data
@@ -41,6 +44,7 @@ def run_demo_job(out: str = "runs/demo", gan_kimg: float = 9.0, epochs: int = 30
     gan = train_gan(GANConfig(data=data, gan="dcgan", image_size=image_size, kimg=gan_kimg,
                               batch_size=20, augment="diffaugment", seed=seed,
                               out=str(out_dir / "gan"), overwrite=True, verbose=verbose))
+    fakes_check = check_fakes(gan["out"], data, image_size, seed)
     results = {}
     for arm, flags in ARMS.items():
         generators = [gan["out"]] if "synthetic" in flags and "oversample" not in flags else []
@@ -50,7 +54,32 @@ def run_demo_job(out: str = "runs/demo", gan_kimg: float = 9.0, epochs: int = 30
                                                                   .replace("+", "plus")),
                                   overwrite=True, **flags)
         results[arm] = train_classifier(config, verbose=verbose)
-    return results
+    return results, fakes_check
+
+
+GRID_IMAGES = 25  # per side of the real-vs-fake figure
+
+
+def check_fakes(gan_out: str, data: str, image_size: int, seed: int) -> dict:
+    """The generator's fakes against the test split's images of its class, which it never saw:
+    a C2ST (a small CNN's cross-validated AUC at telling them apart; 0.5 = it cannot) and a
+    figure of the two side by side, OUT/gan/real_vs_fake.png."""
+    from keras_ganaug.data.images import list_images, load_images, only_class
+    from keras_ganaug.gans.export import load_metadata
+    from keras_ganaug.metrics.quality import c2st
+    from keras_ganaug.plots import plot_real_beside_fake
+    from keras_ganaug.synthesize import synthesize
+
+    class_name = load_metadata(gan_out)["trained_class"]
+    unseen = only_class(list_images(data, "test"), class_name)
+    real, _, _, _ = load_images(unseen, image_size, 3)
+    fakes = synthesize(Path(gan_out) / "generator", len(real), seed=seed)
+    result = {"class": class_name, "real_unseen": len(real), **c2st(fakes, real, seed=seed)}
+    result["figure"] = plot_real_beside_fake(
+        real[:GRID_IMAGES], fakes[:GRID_IMAGES], f"real {class_name} (test split, unseen by the GAN)",
+        "DCGAN fakes", f"C2ST AUC {result['c2st_auc']:.2f} (0.5 = indistinguishable)",
+        Path(gan_out) / "real_vs_fake.png")
+    return result
 
 
 def format_table(results: dict[str, dict]) -> str:
@@ -80,13 +109,16 @@ def _main(argv: list[str] | None) -> int:
     add_common_flags(p)
     args = p.parse_args(argv)
     quiet_tensorflow()
-    results = run_demo_job(args.out, args.gan_kimg, args.epochs, args.image_size, args.seed,
-                           verbose=0 if args.quiet else 1)
+    results, fakes = run_demo_job(args.out, args.gan_kimg, args.epochs, args.image_size,
+                                  args.seed, verbose=0 if args.quiet else 1)
     minority = next(iter(results.values()))["minority"]
     print(f"\nDemo test split, minority class {minority!r}, cnn5 at {args.image_size} px, "
           f"seed {args.seed}; decisions at the threshold tuned on each run's validation split "
           f"(which the GAN never saw):")
     print(format_table(results))
+    print(f"GAN fakes vs the {fakes['real_unseen']} unseen real {fakes['class']} test images: "
+          f"C2ST AUC {fakes['c2st_auc']:.3f} +- {fakes['c2st_auc_std']:.3f} (0.5 = "
+          f"indistinguishable, 1 = told apart every time); side by side: {fakes['figure']}")
     print(f"Generator: {Path(args.out) / 'gan' / 'generator'}; metrics: {args.out}/*/metrics.json")
     return 0
 

@@ -93,6 +93,21 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | os.Pat
     return save_figure(fig, path)
 
 
+def plot_real_beside_fake(real_uint8: np.ndarray, fake_uint8: np.ndarray, real_label: str,
+                          fake_label: str, title: str, path: str | os.PathLike) -> str:
+    """Two sample grids side by side (real left, fakes right), so a reader can compare them."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    for ax, images, label in ((axes[0], real_uint8, real_label), (axes[1], fake_uint8, fake_label)):
+        grid = image_grid(images)
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
+                  cmap="gray" if grid.shape[-1] == 1 else None)
+        ax.set_title(label, fontsize=10)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
 def plot_roc(y_true: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
              path: str | os.PathLike) -> str:
     """ROC curve of the positive class (binary) or one curve per class (one-vs-rest)."""

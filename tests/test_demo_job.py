@@ -43,3 +43,8 @@ def test_demo_job_prints_the_four_arms_side_by_side(capsys, monkeypatch, tmp_pat
     gan_files = json.loads((tmp_path / "demo" / "gan" / "training_files.json").read_text())
     assert not set(splits["val"]) & {f["path"] for f in gan_files["files"]}
     assert json.loads((tmp_path / "data" / "demo" / "DEMO.json").read_text())["counts"] == SMALL_DEMO
+    # The fakes against the 10 unseen real malignant test images: a C2ST AUC, and the figure.
+    line = next(x for x in stdout.splitlines() if x.startswith("GAN fakes vs the 10 unseen real"))
+    auc = float(line.split("C2ST AUC ")[1].split()[0])
+    assert 0 <= auc <= 1 and "(0.5 = indistinguishable" in line
+    assert (tmp_path / "demo" / "gan" / "real_vs_fake.png").stat().st_size > 0
