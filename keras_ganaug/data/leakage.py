@@ -40,6 +40,14 @@ class Fingerprints:
     pixels: np.ndarray  # float32 [N, FINGERPRINT_SIZE**2], zero mean, unit length
 
 
+def without_copies_of(images: ImageSet, others: ImageSet) -> tuple[ImageSet, list[str]]:
+    """(images without those byte-identical to a file of `others`, the dropped files): a GAN that
+    saw a test image would carry it into every classifier its fakes train."""
+    other_hashes = set(file_hashes(others))
+    keep = np.array([h not in other_hashes for h in file_hashes(images)], bool)
+    return images.subset(keep), [f for f, k in zip(images.files, keep, strict=True) if not k]
+
+
 def pixel_fingerprints(gray_uint8: np.ndarray) -> np.ndarray:
     """Grayscale thumbnails [N, H, W(, 1)] -> zero-mean, unit-length float32 rows [N, H*W]."""
     rows = gray_uint8.reshape(len(gray_uint8), -1).astype(np.float64)

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
+from keras_ganaug.data.leakage import without_copies_of
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.recipes import RECIPE_OPTIONS, resolve_recipe
 from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
@@ -198,7 +199,7 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
                         f"{images.source} has one")
     duplicates = []
     if config.drop_test_duplicates:
-        images, duplicates = drop_test_copies(images, data_lib.list_images(source, "test"))
+        images, duplicates = without_copies_of(images, data_lib.list_images(source, "test"))
     pretrained, pretrained_sha256 = [], []
     if config.init_from:  # the earlier run's images count as this generator's: none may be val
         from keras_ganaug.gans.transfer import pretraining
@@ -210,14 +211,6 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
         skip_bad_images=config.skip_bad_images)
     return TrainingSet(arrays, labels, loaded, class_name, class_id, report, source, held_out,
                        duplicates, pretrained, pretrained_sha256)
-
-
-def drop_test_copies(images, test_set):
-    """(images without those byte-identical to a test image, the dropped files): a GAN that saw a
-    test image would carry it into every classifier its fakes train."""
-    test_hashes = set(data_lib.file_hashes(test_set))
-    keep = np.array([h not in test_hashes for h in data_lib.file_hashes(images)], bool)
-    return images.subset(keep), [f for f, k in zip(images.files, keep, strict=True) if not k]
 
 
 def training_schedule(config: GANConfig, n_images: int, d_steps: int) -> dict:
