@@ -9,8 +9,9 @@ ran it (on 2 cores two ops run at once, so the sum is about twice the wall time)
 goes to one kind below, so the table says which kernels to make faster and which to fuse away:
 convolution forward, its input gradient (also a transposed convolution's forward), its kernel
 gradient, matmul (dense layers and the matmul kernel gradient of gans/fast_layers.py), fused batch
-norm, casts, variable reads and writes, reductions, data movement (reshapes, slices, concats), and elementwise arithmetic
-(activations, layer norm, losses, optimizers, EMA). The last line names the kind that took most.
+norm, casts, variable reads and writes, reductions, data movement (reshapes, slices, concats), and
+elementwise arithmetic (activations, layer norm, losses, optimizers, EMA). The last line names the
+kind that took the most time.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def table(times: collections.Counter, steps: int, top: int = 12) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_ganaug.errors import positive_int
     from keras_ganaug.gans.registry import GAN_NAMES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default="ours", choices=("ours", "reference", "reference_bf16"))
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=4, help="traced train steps")
+    p.add_argument("--steps", type=positive_int, default=4, help="traced train steps")
     p.add_argument("--precision", default="auto", help="precision of the package path")
     return p
 

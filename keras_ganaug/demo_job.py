@@ -6,11 +6,12 @@ It shows the whole path a user walks (demo data -> DCGAN -> SavedModel -> synthe
 classifier -> metrics) and prints four classifiers side by side: real images only, real images with
 balanced class weights and real images with the minority oversampled and classic augmentation (the
 non-GAN baselines every GAN must beat), and real images plus the generator's images filling the
-minority up to the majority count. Before the classifiers, the generator's fakes are checked against
-the test split's minority images, which it never saw: a classifier two-sample test (C2ST, printed)
-and a figure of both side by side (OUT/gan/real_vs_fake.png). The study's rules hold here too: the GAN trains on the same cut
-and seed as the classifiers with their validation images held out, model selection watches the
-val ROC AUC, and the printed decisions are at the threshold each run tuned on its val split.
+minority up to the majority count. Before the classifiers, the generator's fakes are checked
+against the test split's minority images, which it never saw: a classifier two-sample test (C2ST,
+printed) and a figure of both side by side (OUT/gan/real_vs_fake.png). The study's rules hold here
+too: the GAN trains on the same cut and seed as the classifiers with their validation images held
+out, model selection watches the val ROC AUC, and the printed decisions are at the threshold each
+run tuned on its val split.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ ARMS = {
 
 
 def run_demo_job(out: str = "runs/demo", gan_kimg: float = 9.0, epochs: int = 30,
-                 image_size: int = 64, seed: int = 0, verbose: int = 1) -> tuple[dict[str, dict], dict]:
+                 image_size: int = 64, seed: int = 0,
+                 verbose: int = 1) -> tuple[dict[str, dict], dict]:
     """Train the demo GAN, check its fakes (check_fakes) and train the four classifiers;
     returns ({arm: metrics dict}, the fakes' check)."""
     from keras_ganaug.classify.config import ClassifierConfig
@@ -76,8 +78,8 @@ def check_fakes(gan_out: str, data: str, image_size: int, seed: int) -> dict:
     fakes = synthesize(Path(gan_out) / "generator", len(real), seed=seed)
     result = {"class": class_name, "real_unseen": len(real), **c2st(fakes, real, seed=seed)}
     result["figure"] = plot_real_beside_fake(
-        real[:GRID_IMAGES], fakes[:GRID_IMAGES], f"real {class_name} (test split, unseen by the GAN)",
-        "DCGAN fakes", f"C2ST AUC {result['c2st_auc']:.2f} (0.5 = indistinguishable)",
+        real[:GRID_IMAGES], fakes[:GRID_IMAGES],
+        f"real {class_name} (test split, unseen by the GAN)", "DCGAN fakes", f"C2ST AUC {result['c2st_auc']:.2f} (0.5 = indistinguishable)",
         Path(gan_out) / "real_vs_fake.png")
     return result
 

@@ -31,12 +31,19 @@ def test_a_field_without_a_flag_is_a_bug_not_a_silent_default():
         config_from_flags(Config, args)
 
 
-def test_every_cli_builds_its_config_from_its_own_defaults():
-    """Each CLI's parser and config agree: every field has a flag, a conversion or a kept default."""
+def test_every_cli_passes_its_flags_to_its_config():
+    """Each CLI's parser and config agree (every field has a flag, a conversion or a kept
+    default), given flags reach their fields, and another GAN's options keep their defaults."""
     from keras_ganaug.classify import cli as classify_cli
     from keras_ganaug.gans import cli as gan_cli
     from keras_ganaug.study import cli as study_cli
 
-    for cli, argv in [(classify_cli, []), (study_cli, []), (gan_cli, ["--class", "benign"])]:
-        config = cli.config_from_args(cli.build_parser().parse_args(["--data", "x", *argv]))
-        assert config.data == "x"
+    def config(cli, *flags):
+        return cli.config_from_args(cli.build_parser().parse_args(["--data", "x", *flags]))
+
+    classifier = config(classify_cli, "--seed", "3", "--generator", "g1")
+    assert (classifier.data, classifier.seed, classifier.generators) == ("x", 3, ["g1"])
+    study = config(study_cli, "--seeds", "3", "--quiet", "--no-quality")
+    assert (study.seeds, study.verbose, study.quality) == (3, 0, False)
+    gan = config(gan_cli, "--class", "benign", "--gan", "wgan-gp", "--n-critic", "3")
+    assert (gan.class_name, gan.n_critic, gan.cat_codes, gan.verbose) == ("benign", 3, 4, 1)

@@ -352,8 +352,6 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     steps_per_epoch = schedule["steps_per_epoch"]
     precision = runtime.choose_precision(config.precision)
     strategy = runtime.choose_strategy(config.strategy)
-    # Built (networks, optimizer state) inside the scope, before fit: variables land on every
-    # replica, and a GAN built lazily inside fit would fail under a strategy.
     checkpoints = out / "checkpoints"
     checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
                                   min_seconds=config.checkpoint_seconds,
@@ -361,6 +359,8 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     # A resumed run's checkpoint holds every network: starting them from --init-from first
     # would build and restore the earlier run only to overwrite it.
     resuming = config.resume and checkpoint.store.has_commit()
+    # Built (networks, optimizer state) inside the scope, before fit: variables land on every
+    # replica, and a GAN built lazily inside fit would fail under a strategy.
     with runtime.precision_scope(precision), strategy.scope():
         gan = build_gan(config, len(images.class_names), class_id, start_from_init=not resuming)
         if strategy.num_replicas_in_sync > 1:
