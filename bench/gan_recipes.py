@@ -24,6 +24,13 @@ counted in --minutes, and the table says which rows had it.
 the best three by stage-1 KID (lower is better; ties by C2ST AUC, nearer 0.5 better) at --minutes
 for every --n-real. Both stages write to the same folder, so stage 2 reuses stage 1's N = 100 runs
 only when the budgets match (the budget is part of the variant's name).
+
+--add-run LABEL=RUN measures a finished train_gan.py run (any flags: a default, an older recipe)
+in the same feature space, as row LABEL (JSON results/run_LABEL_nN_sS.json); --compare
+LABEL,LABEL draws those runs' fakes beside unseen real images, one figure per (N, seed):
+
+    python bench/gan_recipes.py --n-real 100 --add-run default=saved_models/dcgan_malignant_n100
+    python bench/gan_recipes.py --n-real 10,100,500 --compare old,default
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from keras_ganaug.gans.recipes import RECIPE_NAMES  # noqa: E402
 DEFAULT_DATA = "../shared/data/skin_cancer"
 STEPS_PER_EPOCH = 100  # fit's epochs only pace logging here; the clock ends training
 RANK_N, RANK_KEEP = 100, 3
+GRID_IMAGES = 36  # per panel of the comparison figures
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -182,6 +190,68 @@ def run_variants(args, variants: list[tuple[str, int, int, float]], features) ->
     return results
 
 
+def measure_runs(args, runs: list[tuple[str, str]], features) -> list[dict]:
+    """Measure finished train_gan.py runs (LABEL, RUN folder) in the same feature space as the
+    variants, so a CLI run with its own flags (a default, an older recipe) sits in the table."""
+    from keras_ganaug.gans.export import load_metadata
+    from keras_ganaug.io import write_json_atomic
+
+    out = Path(args.out)
+    results = []
+    for label, run_dir in runs:
+        try:
+            meta = load_metadata(Path(run_dir))
+        except UserError as e:
+            raise UserError(f"--add-run {label}={run_dir}: not a finished train_gan.py run "
+                            f"({e})") from None
+        if meta.get("trained_class") != args.class_name or meta.get("conditional"):
+            raise UserError(f"--add-run {label}={run_dir}: trained on "
+                            f"{meta.get('trained_class')!r}, expected --class {args.class_name}")
+        n_real, seed = meta["n_real"], meta["seed"]
+        print(f"{label}: measuring {run_dir}", flush=True)
+        seconds = meta.get("train_seconds")
+        result = {"variant": f"run_{label}", "recipe": label, "n_real": n_real, "seed": seed,
+                  "minutes": seconds / 60 if seconds else math.nan, "steps": meta["steps"],
+                  "kimg_shown": meta["kimg"], "training_images": meta["training_images"],
+                  "augment": meta.get("augment"), "epochs": meta.get("epochs"),
+                  "batch_size": meta.get("batch_size"), "train_gan_run": True,
+                  **features().measure(Path(run_dir), n_real, seed), "generator": str(run_dir)}
+        write_json_atomic(out / "results" / f"run_{label}_n{n_real}_s{seed}.json", result)
+        results.append(result)
+        write_table(out)
+    return results
+
+
+def write_comparisons(args, labels: list[str], features) -> list[str]:
+    """OUT/samples/compare_nN_sS.png for each (N, seed) that every LABEL's --add-run row has:
+    unseen real images of --class beside each run's fakes, one panel each, same noise seed."""
+    from keras_ganaug.plots import plot_image_panels
+    from keras_ganaug.synthesize import synthesize
+
+    out, written = Path(args.out), []
+    for n_real in args.n_real:
+        for seed in args.seeds:
+            rows = [out / "results" / f"run_{label}_n{n_real}_s{seed}.json" for label in labels]
+            if not all(p.is_file() for p in rows):
+                continue
+            space = features()
+            real = space.x_test[space.test_labels == space.minority_id][:GRID_IMAGES]
+            panels = [(f"real {args.class_name} (test split, unseen)", real)]
+            for label, path in zip(labels, rows, strict=True):
+                r = json.loads(path.read_text())
+                fakes = synthesize(Path(r["generator"]) / "generator", GRID_IMAGES, seed=1234)
+                panels.append((f"{label}: KID {_format(r.get('kid'))}, C2ST "
+                               f"{_format(r.get('c2st_auc'), 2)}", fakes))
+            written.append(plot_image_panels(
+                panels, f"{args.class_name}, N = {n_real}, seed {seed}",
+                out / "samples" / f"compare_n{n_real}_s{seed}.png"))
+    return written
+
+
+def _or_inf(value: float) -> float:
+    return math.inf if math.isnan(value) else value
+
+
 def _format(value, digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else \
         f"{value:.{digits}f}"
@@ -190,23 +260,27 @@ def _format(value, digits: int = 3) -> str:
 def write_table(out: Path) -> Path:
     """OUT/RECIPES.md from every JSON in OUT/results: one row per variant, by N then KID."""
     rows = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
-    rows.sort(key=lambda r: (r["n_real"], r["minutes"], r.get("kid", math.inf), r["seed"]))
+    rows.sort(key=lambda r: (r["n_real"], _or_inf(r["minutes"]), r.get("kid", math.inf),
+                             r["seed"]))
     lines = ["# GAN recipe search (bench/gan_recipes.py)", "",
              "Each row: DCGAN with one recipe (keras_ganaug/gans/recipes.py), trained for the "
              "budget in wall-clock minutes on the N train-part images, measured against the test "
              "split's images of the class. KID lower is better; C2ST AUC 0.5 = indistinguishable; "
-             "memorization ratio 1 = as near the training images as unseen reals are.", "",
+             "memorization ratio 1 = as near the training images as unseen reals are. Rows "
+             "marked train_gan.py run (--add-run) were trained by train_gan.py for their kimg "
+             "instead; their minutes are that run's measured training time.", "",
              "| recipe | N | seed | min | kimg shown | KID | KID std | precision | recall | "
              "memorization | C2ST AUC | TSTR/TRTR |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['recipe']} | {r['n_real']} | {r['seed']} | {r['minutes']:g} | "
+            f"| {r['recipe']} | {r['n_real']} | {r['seed']} | {_format(r['minutes'], 1)} | "
             f"{r['kimg_shown']:.1f} | {_format(r.get('kid'), 4)} | {_format(r.get('kid_std'), 4)} "
             f"| {_format(r.get('precision'))} | {_format(r.get('recall'))} | "
             f"{_format(r.get('memorization_ratio'))} | {_format(r.get('c2st_auc'))} | "
             f"{_format(r.get('tstr_over_trtr'))} |" + (" diverged" if r.get("diverged") else "")
-            + (f" pretrained: {Path(r['init_from']).name}" if r.get("init_from") else ""))
+            + (f" pretrained: {Path(r['init_from']).name}" if r.get("init_from") else "")
+            + (" train_gan.py run (--add-run)" if r.get("train_gan_run") else ""))
     path = out / "RECIPES.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -242,11 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected whole numbers, got {text!r}") from None
 
+    def labelled_run(text: str) -> tuple[str, str]:
+        label, _, run_dir = text.partition("=")
+        if not label or not run_dir or not label.replace("-", "").replace("+", "").isalnum():
+            raise argparse.ArgumentTypeError(f"expected LABEL=RUN (LABEL letters, digits, - "
+                                             f"and +), got {text!r}")
+        return label, run_dir
+
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help=f"image folder (default {DEFAULT_DATA})")
     p.add_argument("--class", dest="class_name", default="malignant")
     p.add_argument("--n-real", type=whole_list, default=[10, 100, 500])
-    p.add_argument("--recipes", type=names, default=list(RECIPE_NAMES))
+    p.add_argument("--recipes", type=names)
     p.add_argument("--seeds", type=whole_list, default=[0])
     p.add_argument("--minutes", type=float, default=15.0, help="wall clock per variant")
     p.add_argument("--rank", action="store_true", help="the two-stage plan of the docstring")
@@ -260,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/results/gan_recipes",
                    help="results, samples and RECIPES.md (default docs/results/gan_recipes)")
     p.add_argument("--work", default="runs/gan_recipes", help="the exported generators")
+    p.add_argument("--compare", type=lambda t: [x for x in t.split(",") if x], default=[],
+                   metavar="LABEL,LABEL", help="--add-run labels to draw beside real images, "
+                   "one figure per --n-real and --seed that has them all (with it or "
+                   "--add-run, no variant trains unless --recipes is given)")
+    p.add_argument("--add-run", action="append", type=labelled_run, default=[],
+                   metavar="LABEL=RUN", help="also measure a finished train_gan.py run of "
+                   "--class, as row LABEL (repeatable)")
     add_common_flags(p)
     return p
 
@@ -279,6 +367,10 @@ def _main(argv: list[str] | None) -> int:
                                                   image_size=args.image_size), Path(args.out)))
         return space[0]
 
+    if args.add_run:
+        measure_runs(args, args.add_run, features)
+    if args.recipes is None:  # every recipe, unless the call only measures or draws runs
+        args.recipes = [] if args.add_run or args.compare else list(RECIPE_NAMES)
     grid = [(r, n, s, args.minutes) for n in args.n_real for r in args.recipes for s in args.seeds]
     if args.rank:
         first = run_variants(args, [(r, RANK_N, s, args.rank_minutes) for r in args.recipes
@@ -287,6 +379,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"stage 1 (N = {RANK_N}, {args.rank_minutes:g} min): best {', '.join(best)}")
         grid = [(r, n, s, args.minutes) for n in args.n_real for r in best for s in args.seeds]
     run_variants(args, grid, features)
+    for figure in write_comparisons(args, args.compare, features) if args.compare else []:
+        print(f"wrote {figure}")
     print(f"wrote {write_table(Path(args.out))}")
     return 0
 

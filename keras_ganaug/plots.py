@@ -93,12 +93,13 @@ def plot_learning_curves(history: dict[str, Sequence[float]], path: str | os.Pat
     return save_figure(fig, path)
 
 
-def plot_real_beside_fake(real_uint8: np.ndarray, fake_uint8: np.ndarray, real_label: str,
-                          fake_label: str, title: str, path: str | os.PathLike) -> str:
-    """Two sample grids side by side (real left, fakes right), so a reader can compare them."""
+def plot_image_panels(panels: Sequence[tuple[str, np.ndarray]], title: str,
+                      path: str | os.PathLike) -> str:
+    """Sample grids side by side, one (label, uint8 images) panel each (real first, then each
+    generator's fakes), so a reader compares them at one scale."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    for ax, images, label in ((axes[0], real_uint8, real_label), (axes[1], fake_uint8, fake_label)):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5.4), squeeze=False)
+    for ax, (label, images) in zip(axes[0], panels, strict=True):
         grid = image_grid(images)
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid,
                   cmap="gray" if grid.shape[-1] == 1 else None)

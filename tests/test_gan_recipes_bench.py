@@ -76,6 +76,28 @@ def test_the_bench_trains_measures_resumes_and_tabulates(tmp_path, demo_root, mo
     stamps = [p.stat().st_mtime_ns for p in results]
     assert bench.main(argv) == 0
     assert [p.stat().st_mtime_ns for p in results] == stamps
+    # --add-run: a train_gan.py run with its own flags, measured into the same table, and no
+    # variant trained by that call.
+    from keras_ganaug.gans.training import GANConfig, run
+
+    run_dir = tmp_path / "cli_run"
+    run(GANConfig(data=str(demo_root), class_name="malignant", n_real=16, image_size=32,
+                  width=8, latent_dim=16, batch_size=8, kimg=0.032, out=str(run_dir),
+                  verbose=0))
+    assert bench.main([*argv[:argv.index("--recipes")], *argv[argv.index("--minutes"):],
+                       "--add-run", f"tiny-default={run_dir}"]) == 0
+    added = json.loads((tmp_path / "out" / "results" / "run_tiny-default_n16_s0.json")
+                       .read_text())
+    assert added["recipe"] == "tiny-default" and added["kimg_shown"] == 0.032
+    assert added["steps"] == 4 and added["minutes"] > 0 and 0 <= added["c2st_auc"] <= 1
+    assert added["feature_space"] == lecam["feature_space"]  # the variants' space
+    assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 3
+    assert "| tiny-default | 16 | 0 |" in (tmp_path / "out" / "RECIPES.md").read_text()
+    # --compare draws it beside real images: the figure of (N 16, seed 0), no other.
+    assert bench.main([*argv[:argv.index("--recipes")], *argv[argv.index("--minutes"):],
+                       "--compare", "tiny-default", "--n-real", "16,99"]) == 0
+    assert [p.name for p in (tmp_path / "out" / "samples").glob("compare_*")] == [
+        "compare_n16_s0.png"]
 
 
 def test_wrong_bench_flags_are_one_line_errors_with_exit_2(capsys, tmp_path):
@@ -84,6 +106,9 @@ def test_wrong_bench_flags_are_one_line_errors_with_exit_2(capsys, tmp_path):
     bench = _bench()
     for flags, needle in [(["--recipes", "best"], "expected recipes among today"),
                           (["--minutes", "0"], "--minutes and --rank-minutes"),
-                          (["--n-real", "ten"], "expected whole numbers")]:
+                          (["--n-real", "ten"], "expected whole numbers"),
+                          (["--add-run", "no-folder"], "expected LABEL=RUN"),
+                          (["--add-run", f"x={tmp_path / 'missing'}"],
+                           "not a finished train_gan.py run")]:
         code, _, err = call(bench.main, [*flags, "--out", tmp_path / "o"], capsys)
         assert_user_error(code, err, needle)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ def _gan(name: str, conditional: bool = False, learning_rate: float | None = Non
 
     from keras_ganaug.gans import gan_class
 
+    # Keras draws initial weights from a global seed stream: seed it here, so a test's few-step
+    # outcome does not depend on which tests built models before it in the same worker.
+    keras.utils.set_random_seed(0)
     gan = gan_class(name, conditional)(**{**TINY, **kwargs})
     if learning_rate is None:
         gan.compile()
@@ -166,6 +170,27 @@ def test_an_explicit_ada_speed_reaches_the_augmenter_and_other_augmenters_have_n
 
 
 # ---- CGAN ------------------------------------------------------------------------------------
+def test_the_projection_discriminator_projects_pooled_features_per_class():
+    """Miyato & Koyama's form: <embed(y), sum over positions of the last map> + linear(h); an
+    embedding as wide as the flattened map would tie each class to image positions."""
+    import keras
+
+    from keras_ganaug.gans.networks import build_discriminator
+
+    d = build_discriminator(32, 3, width=8, norm="none", num_classes=3)
+    channels = d.get_layer("pooled_features").output.shape[-1]
+    assert d.get_layer("class_embedding").embeddings.shape == (3, channels)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    table = d.get_layer("class_embedding").embeddings.numpy()
+    pooled = keras.Model(d.inputs, d.get_layer("pooled_features").output)(
+        [x, np.zeros(2, "int32")]).numpy()
+    scores = [d([x, np.full(2, k, "int32")])["score"].numpy()[:, 0] for k in range(3)]
+    # Changing only the class moves the score by exactly the change of the inner product.
+    for k in (1, 2):
+        np.testing.assert_allclose(scores[k] - scores[0], pooled @ (table[k] - table[0]),
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_cgan_generates_each_class_in_its_colour():
     from keras_ganaug.data.images import make_dataset
 
@@ -196,6 +221,21 @@ def test_class_balanced_batches_show_the_minority_class_half_the_time():
     labels = np.array([0] * 60 + [1] * 4, np.int32)
     seen = np.concatenate([y.numpy() for _, y in real_batches(images, labels, 16, 4, 0).take(40)])
     assert 0.4 < np.mean(seen == 1) < 0.6
+
+
+def test_the_default_budget_is_kimg_whatever_n_and_epochs_or_kimg_replace_it():
+    from keras_ganaug.gans.recipes import DEFAULT_KIMG
+    from keras_ganaug.gans.training import GANConfig, training_schedule
+
+    for n_images in (8, 80, 400):  # no flag: DEFAULT_KIMG images shown, batch 64, for every N
+        plan = training_schedule(GANConfig(), n_images, d_steps=1)
+        steps = plan["epochs"] * plan["steps_per_epoch"]
+        wanted = math.ceil(DEFAULT_KIMG * 1000 / 64)  # rounded up to whole epochs
+        assert plan["batch_size"] == 64 and wanted <= steps < wanted + plan["steps_per_epoch"]
+    assert training_schedule(GANConfig(kimg=6.4), 80, d_steps=5)["epochs"] == 10  # 20 steps / 2
+    # --epochs: passes over the images, the batch capped at their number.
+    assert training_schedule(GANConfig(epochs=3), 40, d_steps=1) == {
+        "batch_size": 40, "steps_per_epoch": 1, "epochs": 3}
 
 
 def test_real_batches_are_a_function_of_seed_and_epoch():

@@ -21,7 +21,7 @@ from keras_ganaug.errors import (
     quiet_tensorflow,
     run_cli,
 )
-from keras_ganaug.gans.recipes import DEFAULT_RECIPE, RECIPE_NAMES, TODAY
+from keras_ganaug.gans.recipes import DEFAULT_KIMG, DEFAULT_RECIPE, RECIPE_NAMES, TODAY
 from keras_ganaug.gans.registry import AUGMENT_KINDS, D_NORMS, G_FAKES, GAN_NAMES, UPSAMPLE_KINDS
 from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config, resolve_recipe
 
@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=3, help="1 or 3 (default 3)")
     p.add_argument("--resize", default="crop", help="crop (centre square, default) or pad")
     p.add_argument("--epochs", type=positive_int,
-                   help="passes over the training images (default 50; or give --kimg)")
+                   help="passes over the training images (replaces --kimg)")
     p.add_argument("--kimg", type=float,
                    help="budget in thousands of real images shown to the discriminator, the same "
-                        "for every --n-real (batches keep --batch-size; replaces --epochs)")
+                        f"for every --n-real (default {DEFAULT_KIMG:g}; batches keep --batch-size; "
+                        "replaces --epochs)")
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="with --epochs capped at the number of training images")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,

@@ -89,7 +89,7 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
     and the score dense wrapped in keras.layers.SpectralNormalization, no batch norm; the stock
     Keras layers inside, as the wrapper must see a plain kernel) or "none" / None.
     num_classes > 0 makes it a projection discriminator (Miyato & Koyama 2018): score =
-    linear(h) + <embed(y), h>. It conditions through an inner product instead of concatenated
+    linear(h) + <embed(y), pool(h)>, pool the sum over positions of the last feature map. It conditions through an inner product instead of concatenated
     one-hot planes, which is more stable with few images per class and adds few weights.
     heads: extra float32 dense outputs on the shared body (InfoGAN's Q head).
     """
@@ -122,8 +122,14 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
     if num_classes:
         class_id = keras.Input((), dtype="int32", name="class_id")
         inputs.append(class_id)
-        embedded = layers.Embedding(num_classes, features.shape[-1], name="class_embedding")(class_id)
-        projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, features])
+        # The inner product is with the features summed over positions, Miyato & Koyama's
+        # phi(x): an embedding of the flattened 4x4xC map had 16x the weights per class and tied
+        # each class to positions in the image. A sum, not a mean: on the red/blue test set a
+        # mean conditioned 0 of 4 seeds in 160 steps, the sum 4 of 4 (as the flattened map did).
+        pooled = layers.GlobalAveragePooling2D()(x)
+        pooled = layers.Rescaling(float(x.shape[1] * x.shape[2]), name="pooled_features")(pooled)
+        embedded = layers.Embedding(num_classes, pooled.shape[-1], name="class_embedding")(class_id)
+        projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, pooled])
         score = layers.Add(dtype="float32")([score, projection])
     outputs = {"score": score}
     for head_name, units in (heads or {}).items():

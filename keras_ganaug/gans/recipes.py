@@ -37,6 +37,11 @@ RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_l
 RECIPES: dict[str, dict] = {
     "today": {},
     "diffaugment": {"augment": "diffaugment"},
+    # StyleGAN2-ADA's adaptive augmentation (gans/augment.AdaAugment): p moves by images shown.
+    "ada": {"augment": "ada"},
+    # Resize + conv upsampling alone (Odena et al. 2016: no checkerboard), the D unchanged, so
+    # the upsampling is compared without spectral norm's effect mixed in.
+    "resize": {"upsample": "resize"},
     "sn-resize": {"d_norm": "spectral", "upsample": "resize"},
     "sn-resize-lecam": {"d_norm": "spectral", "upsample": "resize", "lecam_weight": 0.1},
     "sn-resize-lecam-da": {"d_norm": "spectral", "upsample": "resize", "lecam_weight": 0.1,
@@ -51,6 +56,20 @@ RECIPES: dict[str, dict] = {
 }
 RECIPE_NAMES = tuple(RECIPES)
 DEFAULT_RECIPE = "today"
+# The budget when neither --kimg nor --epochs is given, in images shown so that it means the same
+# for every N. The recipe search (docs/results/gan_recipes, skin malignant, 64 px) trained this
+# recipe for 65 and 150 kimg at N = 10, 100 and 500: 150 was better only at N = 500 and far
+# worse at N = 10 (the discriminator overfits the few images), so the default is the shorter,
+# about 5 minutes on 2 CPU cores.
+DEFAULT_KIMG = 65.0
+
+
+def budget_kimg(config) -> float | None:
+    """A GANConfig's budget in kimg: its kimg, else DEFAULT_KIMG unless epochs sets the budget
+    in passes over the images (None)."""
+    if config.kimg is not None:
+        return config.kimg
+    return None if config.epochs is not None else DEFAULT_KIMG
 
 
 def recipe_values(name: str, given: dict | None = None) -> dict:

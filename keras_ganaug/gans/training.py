@@ -14,7 +14,7 @@ from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.data.leakage import without_copies_of
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.recipes import RECIPE_OPTIONS, resolve_recipe
+from keras_ganaug.gans.recipes import RECIPE_OPTIONS, budget_kimg, resolve_recipe
 from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
 
 FINISHED_MARKER = "metadata.json"
@@ -24,7 +24,6 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
                "drop_test_duplicates", "upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr",
                "d_lr", "g_fakes", "diffaugment_policy", "init_from", "freeze_d_blocks")
-DEFAULT_EPOCHS = 50
 
 
 @dataclass
@@ -36,10 +35,11 @@ class GANConfig:
     n_real: int | None = None  # None = every image of the class
     image_size: int = 64
     channels: int = 3
-    epochs: int | None = None  # passes over the images; None: DEFAULT_EPOCHS unless kimg is set
+    epochs: int | None = None  # passes over the images; None: the kimg budget
     # The budget in thousands of real images shown to the discriminator (StyleGAN2-ADA's unit);
     # when set it replaces `epochs`, and batches keep `batch_size` whatever the set's size, so
-    # every N gets the same number of updates. None: `epochs` passes over the images.
+    # every N gets the same number of updates. None: `epochs` passes over the images, or
+    # DEFAULT_KIMG when epochs is None too (budget_kimg).
     kimg: float | None = None
     batch_size: int = 64
     # The fraction of each class held out as the classifier's validation split (images.split_validation):
@@ -220,13 +220,14 @@ def training_schedule(config: GANConfig, n_images: int, d_steps: int) -> dict:
     kimg counts real images shown to the discriminator, as StyleGAN2-ADA does: each of a GAN's
     `d_steps` discriminator updates per step shows it one real batch.
     """
-    if config.kimg is None:
+    kimg = budget_kimg(config)
+    if kimg is None:
         batch_size = min(config.batch_size, n_images)
         return {"batch_size": batch_size, "steps_per_epoch": n_images // batch_size,
-                "epochs": config.epochs or DEFAULT_EPOCHS}
+                "epochs": config.epochs}
     batch_size = config.batch_size
     steps_per_epoch = max(1, math.ceil(n_images / batch_size))
-    total_steps = max(1, math.ceil(config.kimg * 1000 / (batch_size * d_steps)))
+    total_steps = max(1, math.ceil(kimg * 1000 / (batch_size * d_steps)))
     return {"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
             "epochs": math.ceil(total_steps / steps_per_epoch)}
 
@@ -378,7 +379,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
         "epochs": epochs, "precision": precision,
         "replicas": strategy.num_replicas_in_sync,
         "batch_size": batch_size, "steps": steps,
-        "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": config.kimg,
+        "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": budget_kimg(config),
         "val_fraction": config.val_fraction, "held_out_images": len(data.held_out.files),
         "dropped_test_duplicates": len(data.dropped_test_duplicates),
         # The pretraining images too: the generator has seen them (leakage checks read this).
@@ -399,7 +400,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     # StopOnNaN must see the bad batch before the checkpoint could store the bad weights.
     callbacks.sort(key=lambda c: not isinstance(c, cb.StopOnNaN))
     if config.verbose:
-        budget = (f"{metadata['kimg']:.1f} kimg" if config.kimg is not None
+        budget = (f"{metadata['kimg']:.1f} kimg" if config.epochs is None
                   else f"{epochs} epochs")
         print(f"{gan_type.gan_type}: {len(arrays)} images of {class_name!r} "
               f"({config.image_size} px, batch {batch_size}, {steps} steps, {budget}; "
@@ -433,7 +434,8 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
                         f"checkpoint ({at}) is kept in {checkpoints}; lower the learning rate or "
                         f"try --augment diffaugment, then --resume")
     trained_steps = epochs * steps_per_epoch - (initial_epoch * steps_per_epoch + initial_step)
-    export_gan(gan, out, {**metadata, "epochs_trained": epochs})
+    # train_seconds: this call's fit time (a resumed run's last part only).
+    export_gan(gan, out, {**metadata, "epochs_trained": epochs, "train_seconds": seconds})
     grids.write("final")
     if hasattr(gan, "write_code_sweep"):
         gan.write_code_sweep(out / "samples" / "codes.png")

@@ -1,7 +1,7 @@
 """The study in one command: real-minority counts x methods x seeds -> results.csv, summary, report.
 
     python -m keras_ganaug.study --data DIR --minority malignant --n-real 50,200,all \\
-        --methods real,classic,dcgan+diffaugment --seeds 3 --image-size 64 --out runs/study
+        --methods real,classic,dcgan --seeds 3 --image-size 64 --out runs/study
 
 A cell is one (N, method, synthetic ratio, seed): a classifier trained on N real minority images
 (plus whatever the method adds) and measured on the untouched test split. The rules every method
