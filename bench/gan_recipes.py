@@ -207,6 +207,13 @@ def measure_runs(args, runs: list[tuple[str, str]], features) -> list[dict]:
         if meta.get("trained_class") != args.class_name or meta.get("conditional"):
             raise UserError(f"--add-run {label}={run_dir}: trained on "
                             f"{meta.get('trained_class')!r}, expected --class {args.class_name}")
+        # The measures rebuild the images it saw from (N, seed) and the study's split: a run
+        # with another split or size would be scored against the wrong "seen" set.
+        wanted = {"val_fraction": features().config.val_fraction, "image_size": args.image_size}
+        wrong = {k: meta.get(k) for k, v in wanted.items() if meta.get(k) != v}
+        if wrong:
+            raise UserError(f"--add-run {label}={run_dir}: trained with {wrong}, the bench "
+                            f"measures {wanted}")
         n_real, seed = meta["n_real"], meta["seed"]
         print(f"{label}: measuring {run_dir}", flush=True)
         seconds = meta.get("train_seconds")

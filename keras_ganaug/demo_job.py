@@ -23,7 +23,7 @@ from pathlib import Path
 from keras_ganaug.errors import add_common_flags, quiet_tensorflow, run_cli
 
 # The demo GAN's budget: train_gan.py's default recipe at what keeps the whole job within 6
-# minutes on 2 CPU cores (its DEFAULT_KIMG takes about 10).
+# minutes on 2 CPU cores (its DEFAULT_KIMG, 65, would take the GAN alone about 5).
 DEMO_GAN_KIMG = 40.0
 ARMS = {
     "real only": {},
