@@ -277,17 +277,18 @@ def write_table(out: Path) -> Path:
              "marked train_gan.py run (--add-run) were trained by train_gan.py for their kimg "
              "instead; their minutes are that run's measured training time.", "",
              "| recipe | N | seed | min | kimg shown | KID | KID std | precision | recall | "
-             "memorization | C2ST AUC | TSTR/TRTR |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "memorization | C2ST AUC | TSTR/TRTR | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        notes = ((["diverged"] if r.get("diverged") else [])
+                 + ([f"pretrained: {Path(r['init_from']).name}"] if r.get("init_from") else [])
+                 + (["train_gan.py run (--add-run)"] if r.get("train_gan_run") else []))
         lines.append(
             f"| {r['recipe']} | {r['n_real']} | {r['seed']} | {_format(r['minutes'], 1)} | "
             f"{r['kimg_shown']:.1f} | {_format(r.get('kid'), 4)} | {_format(r.get('kid_std'), 4)} "
             f"| {_format(r.get('precision'))} | {_format(r.get('recall'))} | "
             f"{_format(r.get('memorization_ratio'))} | {_format(r.get('c2st_auc'))} | "
-            f"{_format(r.get('tstr_over_trtr'))} |" + (" diverged" if r.get("diverged") else "")
-            + (f" pretrained: {Path(r['init_from']).name}" if r.get("init_from") else "")
-            + (" train_gan.py run (--add-run)" if r.get("train_gan_run") else ""))
+            f"{_format(r.get('tstr_over_trtr'))} | {'; '.join(notes)} |")
     path = out / "RECIPES.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -185,3 +185,45 @@ def plot_study_metric(summary, arms: list[str], metric: str, label: str,
     ax.legend(fontsize="small")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, path)
+
+
+def plot_study_ratios(summary, n_real: str, added: dict[str, float], metric: str, label: str,
+                      path: str | os.PathLike) -> str:
+    """How many extra images, at one N: `metric` against the --synthetic values (x, ordered by
+    the images they add, `added`), one line per method that adds images, 95% intervals as bars
+    and seeds as points; the arms that add none (real, class weights) as dashed levels with
+    their interval shaded, so each ratio is seen against the baselines that need no fakes."""
+    rows = summary[(summary["n_real"].astype(str) == n_real) & (summary["metric"] == metric)]
+    ratio_of = rows["synthetic"].fillna("").astype(str)
+    ratios = sorted(added, key=added.get)
+    x = np.arange(len(ratios), dtype=float)
+    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
+    adding = rows[ratio_of != ""]
+    methods = list(dict.fromkeys(adding["method"]))
+    for offset, method in enumerate(methods):
+        by_ratio = adding[adding["method"] == method].set_index("synthetic").reindex(ratios)
+        shift = x + 0.08 * (offset - (len(methods) - 1) / 2)  # methods side by side per ratio
+        mean = by_ratio["mean"].to_numpy(float)
+        bars = [mean - by_ratio["ci_low"].to_numpy(float), by_ratio["ci_high"].to_numpy(float) - mean]
+        line = ax.errorbar(shift, mean, yerr=np.nan_to_num(bars), marker="o", capsize=3,
+                           label=method).lines[0]
+        for xi, seeds in zip(shift, by_ratio["seed_values"], strict=True):
+            values = [float(v) for v in str(seeds).split(";") if v not in ("", "nan")]
+            ax.scatter([xi] * len(values), values, s=9, color=line.get_color(), alpha=0.6,
+                       linewidths=0)
+    # axhline does not take the next colour of the cycle: the levels continue it by hand.
+    colours = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (_, row) in enumerate(rows[ratio_of == ""].iterrows(), start=len(methods)):
+        colour = colours[index % len(colours)]
+        ax.axhline(row["mean"], linestyle="--", linewidth=1, color=colour, label=row["arm"])
+        if np.isfinite([row["ci_low"], row["ci_high"]]).all():
+            ax.axhspan(row["ci_low"], row["ci_high"], color=colour, alpha=0.08)
+    ax.set_xticks(x, [f"{r}\n(+{added[r]:.0f})" for r in ratios])
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))
+    ax.set_xlabel("--synthetic (extra minority images added, mean over seeds)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} vs extra images at N = {n_real} (mean, 95% interval, seeds as points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, path)

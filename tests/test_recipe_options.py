@@ -157,6 +157,36 @@ def test_every_option_survives_a_keras_file_round_trip(tmp_path):
     np.testing.assert_allclose(float(loaded.lecam_ema["fake"]), float(gan.lecam_ema["fake"]))
 
 
+def test_minibatch_std_is_the_batch_spread_as_one_channel():
+    from keras_ganaug.gans.networks import MinibatchStdDev
+
+    x = np.random.default_rng(0).normal(size=(6, 4, 4, 3)).astype("float32")
+    out = np.asarray(MinibatchStdDev()(x))
+    assert out.shape == (6, 4, 4, 4)
+    np.testing.assert_array_equal(out[..., :3], x)  # the features pass through unchanged
+    expected = np.sqrt(x.var(axis=0) + 1e-8).mean()  # population std over the batch, averaged
+    np.testing.assert_allclose(out[..., 3], expected, rtol=1e-5)
+    # One image repeated (a collapsed generator) gives the floor, sqrt(1e-8), whatever it is.
+    same = np.asarray(MinibatchStdDev()(np.repeat(x[:1], 6, axis=0)))
+    np.testing.assert_allclose(same[..., 3], 1e-4, rtol=1e-3)
+
+
+def test_mbstd_feeds_the_score_and_survives_a_keras_file_round_trip(tmp_path):
+    import keras
+
+    gan = _dcgan(mbstd=True)
+    assert gan.discriminator.get_layer("minibatch_std") is not None
+    assert gan.recipe_info()["mbstd"] is True
+    logs = gan.train_step(_images())
+    assert np.isfinite(float(logs["d_loss"]))
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert loaded.get_config()["mbstd"] is True
+    batch = _images(seed=1)
+    np.testing.assert_allclose(np.asarray(loaded.discriminator(batch)["score"]),
+                               np.asarray(gan.discriminator(batch)["score"]), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs, needle", [
     ({"r1_gamma": 1.0}, "--d-norm batch: batch norm couples the samples"),
     ({"r1_gamma": -1.0, "d_norm": "none"}, "--r1-gamma -1.0: expected 0 (off) or more"),
@@ -167,6 +197,7 @@ def test_every_option_survives_a_keras_file_round_trip(tmp_path):
     ({"augment": "diffaugment", "diffaugment_policy": "blur"}, "DiffAugment policy"),
     ({"upsample": "bilinear"}, "--upsample bilinear"),
     ({"d_norm": "group"}, "--d-norm group"),
+    ({"mbstd": True, "d_norm": "none", "r1_gamma": 1.0}, "--mbstd: the batch's standard deviation"),
 ])
 def test_wrong_options_are_one_line_user_errors(kwargs, needle):
     from keras_ganaug.errors import UserError
@@ -184,6 +215,8 @@ def test_wgan_gp_refuses_r1_and_batch_norm():
         WGANGP(**TINY, d_norm="layer", r1_gamma=1.0)
     with pytest.raises(UserError, match="gradient penalty is not one sample's"):
         WGANGP(**TINY, d_norm="batch")
+    with pytest.raises(UserError, match="--mbstd: the batch's standard deviation"):
+        WGANGP(**TINY, mbstd=True)
 
 
 # ---- recipes --------------------------------------------------------------------------------
@@ -220,12 +253,16 @@ def test_cli_recipe_flags_and_their_errors(tmp_path, capsys, demo_root):
     args = build_parser().parse_args(["--recipe", "ttur", "--d-lr", "1e-3", "--width", "64"])
     config = config_from_args(args)
     assert (config.recipe, config.g_lr, config.d_lr, config.width) == ("ttur", 1e-4, 1e-3, 64)
+    assert config.mbstd is False  # off unless a recipe or the flag asks
+    assert config_from_args(build_parser().parse_args(["--mbstd"])).mbstd is True
+    assert config_from_args(build_parser().parse_args(["--recipe", "mbstd-resize"])).mbstd is True
     for flags, expected in [
         (["--recipe", "best"], "argument --recipe: invalid choice: 'best'"),
         (["--r1-gamma", "1"], "--d-norm"),  # dcgan's own batch norm: checked when it is built
         (["--gan", "wgan-gp", "--r1-gamma", "1"], "has its own gradient penalty"),
         (["--diffaugment-policy", "color"], "applies to --augment diffaugment"),
         (["--g-lr", "-1"], "--g-lr -1.0: expected a learning rate above 0"),
+        (["--gan", "wgan-gp", "--mbstd"], "--mbstd: the batch's standard deviation couples"),
     ]:
         code, _, err = call(train_gan.main, [*flags, "--data", demo_root, "--image-size", "32", "--width", "8",
                                              "--latent-dim", "16", "--epochs", "1", "--quiet",

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.study import adapters, cli, grid, records, runner
+from keras_ganaug.study import adapters, cli, grid, records, report, runner
 from keras_ganaug.study.features import FeatureSpace
 
 MINORITY_TRAIN = 24  # malignant training images of conftest's demo_root
@@ -241,6 +241,28 @@ def test_report_has_the_reference_table_leakage_and_figures(fake_study, tmp_path
     assert cli.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == report
     assert (out / "summary.csv").is_file()
+
+
+def test_images_added_maps_each_ratio_to_its_mean_extra_images():
+    results = pd.DataFrame({
+        "n_real": ["100"] * 5 + ["50"] * 2,
+        "synthetic": ["balance", "balance", "1:1", "20%", "", "balance", ""],
+        "train_synthetic_malignant": [1070, 1074, 80, 0, 0, 1000, 0],
+        "train_oversampled_malignant": [0, 0, 0, 246, 0, 0, 0]})
+    # N = 50 has a single value: no ratio axis to draw there.
+    assert report.images_added(results) == {"100": {"balance": 1072.0, "1:1": 80.0, "20%": 246.0}}
+
+
+def test_a_ratio_axis_gets_one_figure_per_metric(demo, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    use_fakes(monkeypatch, FakeTraining(with_outputs=True))
+    runner.run_study(tiny_config(demo, out, n_real=[8], methods=["real", "oversample", "dcgan"],
+                                 synthetic=["balance", "1:1"]))
+    text = (out / "report.md").read_text()
+    for metric in ("accuracy", "roc_auc", "minority_recall", "balanced_accuracy"):
+        png = out / "figures" / f"{metric}_ratios_n8.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"vs extra images, N = 8](figures/{metric}_ratios_n8.png)" in text
 
 
 def test_verdict_says_plainly_when_no_gan_arm_wins():
@@ -488,8 +510,10 @@ def test_real_tiny_grid_end_to_end_with_a_kill(real_study):
     assert ("| N real | oversample@1:1 | oversample@balance | dcgan@1:1 | dcgan@balance |"
             in report)
     assert "## GAN quality" in report and "Validation isolation, checked by hash" in report
-    assert "generators/dcgan_n8_s0/samples/final.png" in report
-    assert (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").is_file()
+    # The grid is linked from figures/, kept with the report, not from the heavy generators/.
+    assert "![generators/dcgan_n8_s0](figures/samples/dcgan_n8_s0.png)" in report
+    assert ((out / "figures" / "samples" / "dcgan_n8_s0.png").read_bytes()
+            == (out / "generators" / "dcgan_n8_s0" / "samples" / "final.png").read_bytes())
     assert json.loads((out / "leakage.json").read_text())["clean"]
 
 

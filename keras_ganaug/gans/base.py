@@ -17,7 +17,8 @@ latent_size / latent_inputs() (what the exported generate_from_latent takes: con
 The recipe options (issue 15) every GAN takes, all off or as before by default: upsample (the
 generator's 2x stages), d_norm, r1_gamma (R1 on real images, Mescheder et al. 2018), lecam_weight
 (Tseng et al. 2021), g_lr / d_lr (two learning rates, TTUR), g_fakes (whether the generator step
-judges the last D step's fakes or fresh ones) and diffaugment_policy.
+judges the last D step's fakes or fresh ones), diffaugment_policy and mbstd (a minibatch
+standard-deviation channel in D, Karras et al. 2018).
 """
 
 from __future__ import annotations
@@ -52,18 +53,19 @@ class GAN(keras.Model):
                  ada_speed_images: float | None = None, upsample: str = "transpose",
                  d_norm: str | None = None, r1_gamma: float = 0.0, lecam_weight: float = 0.0,
                  g_lr: float | None = None, d_lr: float | None = None, g_fakes: str = "reused",
-                 diffaugment_policy: str | None = None, **kwargs):
+                 diffaugment_policy: str | None = None, mbstd: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
         self.num_classes, self.trained_class = num_classes, trained_class
         self.augment, self.ema_decay, self.width, self.seed = augment, ema_decay, width, seed
         self._set_recipe(upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
-                         diffaugment_policy)
+                         diffaugment_policy, mbstd)
         self.generator = networks.build_generator(image_size, channels, self.generator_input_dim,
                                                   width, upsample=upsample)
         self.discriminator = networks.build_discriminator(
             image_size, channels, width, norm=self.d_norm,
-            num_classes=num_classes if self.conditional else 0, heads=self.heads())
+            num_classes=num_classes if self.conditional else 0, heads=self.heads(),
+            mbstd=self.mbstd)
         self.ema_generator = None
         if ema_decay:
             self.ema_generator = networks.build_generator(
@@ -90,12 +92,12 @@ class GAN(keras.Model):
         self.built = True  # the networks are functional models, built above
 
     def _set_recipe(self, upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
-                    diffaugment_policy):
+                    diffaugment_policy, mbstd):
         """Check and keep the recipe options; a wrong one is a UserError naming its flag."""
         d_norm = d_norm or type(self).d_norm  # None: the GAN's own (batch; layer for WGAN-GP)
         check_recipe_options(self.gan_type, self.augment, upsample, d_norm, r1_gamma,
-                             lecam_weight, g_lr, d_lr, g_fakes, diffaugment_policy)
-        self.upsample, self.d_norm, self.g_fakes = upsample, d_norm, g_fakes
+                             lecam_weight, g_lr, d_lr, g_fakes, diffaugment_policy, bool(mbstd))
+        self.upsample, self.d_norm, self.g_fakes, self.mbstd = upsample, d_norm, g_fakes, bool(mbstd)
         self.r1_gamma, self.lecam_weight = float(r1_gamma), float(lecam_weight)
         self.g_lr, self.d_lr, self.diffaugment_policy = g_lr, d_lr, diffaugment_policy
         self.extra_losses = (*type(self).extra_losses, *(("r1",) if r1_gamma else ()),
@@ -130,7 +132,8 @@ class GAN(keras.Model):
         """The recipe options, as get_config and the exported metadata record them."""
         return {"upsample": self.upsample, "d_norm": self.d_norm, "r1_gamma": self.r1_gamma,
                 "lecam_weight": self.lecam_weight, "g_lr": self.g_lr, "d_lr": self.d_lr,
-                "g_fakes": self.g_fakes, "diffaugment_policy": self.diffaugment_policy}
+                "g_fakes": self.g_fakes, "diffaugment_policy": self.diffaugment_policy,
+                "mbstd": self.mbstd}
 
     def regularizers(self, real, real_out, fake_out, class_ids) -> dict:
         """Per-example D regularizers of the recipe, by name: R1 and LeCam (when switched on)."""

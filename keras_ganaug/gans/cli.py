@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipes.add_argument("--g-fakes", choices=G_FAKES,
                          help="generator step on the last D step's fakes (reused, default) or on "
                               "fresh ones drawn after the D update")
+    recipes.add_argument("--mbstd", action="store_true", default=None,
+                         help="a minibatch standard-deviation channel in the discriminator "
+                              "(Karras et al. 2018), against one-look fakes; not with R1 or wgan-gp")
     recipes.add_argument("--init-from", metavar="RUN",
                          help="start the networks from an earlier train_gan.py run (e.g. one on "
                               "the majority class) and fine-tune them on these images")

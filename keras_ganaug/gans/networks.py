@@ -79,9 +79,29 @@ def build_generator(image_size: int, channels: int, input_dim: int, width: int =
     return keras.Model(noise, image, name=name)
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
+class MinibatchStdDev(layers.Layer):
+    """[B,H,W,C] -> [B,H,W,C+1]: appends the batch's standard deviation, averaged over features
+    and positions, as one constant channel (Karras et al. 2018, ProGAN). A generator that makes
+    much the same image for every latent gives a batch with a small value, which D can tell
+    from a real batch's: a cheap signal against mode collapse. Over the whole (per-replica)
+    batch rather than groups of 4, so any batch size works; D sees its real and fake batches in
+    separate passes, so the statistic is of one kind of image."""
+
+    def call(self, x):
+        x32 = keras.ops.cast(x, "float32")
+        std = keras.ops.sqrt(keras.ops.var(x32, axis=0) + 1e-8)  # [H,W,C]: over the batch
+        plane = keras.ops.ones_like(x32[..., :1]) * keras.ops.mean(std)
+        return keras.ops.concatenate([x, keras.ops.cast(plane, x.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
 def build_discriminator(image_size: int, channels: int, width: int = 64, norm: str | None = "batch",
                         num_classes: int = 0, heads: dict[str, int] | None = None,
-                        name: str = "discriminator", fast_layers: bool = True) -> keras.Model:
+                        name: str = "discriminator", fast_layers: bool = True,
+                        mbstd: bool = False) -> keras.Model:
     """image [B,H,W,C] (+ class id [B] when num_classes) -> {"score": [B,1], head: [B,units]...}.
 
     norm: "batch" (DCGAN), "layer" (WGAN-GP: a per-sample norm keeps the gradient penalty valid,
@@ -92,6 +112,8 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
     linear(h) + <embed(y), pool(h)>, pool the sum over positions of the last feature map. It conditions through an inner product instead of concatenated
     one-hot planes, which is more stable with few images per class and adds few weights.
     heads: extra float32 dense outputs on the shared body (InfoGAN's Q head).
+    mbstd: a MinibatchStdDev channel on the last feature map, before the score (not the
+    projection, which stays one sample's).
     """
     stages = check_image_size(image_size)
     norm = norm or "none"
@@ -112,7 +134,8 @@ def build_discriminator(image_size: int, channels: int, width: int = 64, norm: s
         elif norm == "layer":
             x = layers.LayerNormalization(axis=[1, 2, 3])(x)
         x = layers.LeakyReLU(0.2)(x)
-    features = layers.Flatten(name="features")(x)
+    features = layers.Flatten(name="features")(MinibatchStdDev(name="minibatch_std")(x)
+                                               if mbstd else x)
     if norm == "spectral":
         score = layers.SpectralNormalization(layers.Dense(1, dtype="float32"), dtype="float32",
                                              name="score")(features)

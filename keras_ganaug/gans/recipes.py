@@ -24,11 +24,11 @@ from keras_ganaug.gans.registry import (
 # WGAN-GP), learning rates the GAN's default_learning_rate, the full DiffAugment policy.
 TODAY = {"width": 64, "augment": "none", "upsample": "transpose", "d_norm": None,
          "r1_gamma": 0.0, "lecam_weight": 0.0, "g_lr": None, "d_lr": None, "g_fakes": "reused",
-         "diffaugment_policy": None, "freeze_d_blocks": 0}
+         "diffaugment_policy": None, "freeze_d_blocks": 0, "mbstd": False}
 RECIPE_FIELDS = tuple(TODAY)
 # Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
 RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
-                  "diffaugment_policy")
+                  "diffaugment_policy", "mbstd")
 
 # The candidates. Values follow the papers' small-data settings scaled to DCGAN-sized nets:
 # TTUR's 1:4 rates as in SAGAN (Zhang et al. 2019); LeCam's weight of the order Tseng et al.
@@ -49,6 +49,11 @@ RECIPES: dict[str, dict] = {
     "r1-lecam": {"d_norm": "none", "r1_gamma": 1.0, "lecam_weight": 0.1},
     "ttur": {"g_lr": 1e-4, "d_lr": 4e-4},
     "fresh-fakes": {"g_fakes": "fresh"},
+    # Minibatch standard deviation (Karras et al. 2018): D sees how much the batch varies, so a
+    # generator that draws one background for every latent is told apart from the real images.
+    "mbstd": {"mbstd": True},
+    # With resize upsampling, the lowest C2ST of stage 1 (no checkerboard for the C2ST to see).
+    "mbstd-resize": {"mbstd": True, "upsample": "resize"},
     "wide": {"width": 128},
     # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps
     # the first two of D's conv blocks, the low-level features Mo et al. find transfer best.
@@ -88,7 +93,8 @@ def resolve_recipe(config):
 
 def check_recipe_options(gan_type: str, augment: str, upsample: str, d_norm: str | None,
                          r1_gamma: float, lecam_weight: float, g_lr: float | None,
-                         d_lr: float | None, g_fakes: str, diffaugment_policy: str | None) -> None:
+                         d_lr: float | None, g_fakes: str, diffaugment_policy: str | None,
+                         mbstd: bool = False) -> None:
     """Refuse recipe options that cannot work, one line naming the flag. d_norm None: the GAN's
     own (then the batch-norm check is the GAN constructor's, which knows that norm)."""
     penalised = "--r1-gamma" if r1_gamma else f"--gan {gan_type}'s gradient penalty"
@@ -114,6 +120,10 @@ def check_recipe_options(gan_type: str, augment: str, upsample: str, d_norm: str
         (d_norm not in BATCH_COUPLED_NORMS or not (r1_gamma or gan_type in GRADIENT_PENALTY_GANS),
          f"--d-norm {d_norm}: batch norm couples the samples of a batch, so the per-sample input "
          f"gradient of {penalised} is not one sample's; use --d-norm spectral, layer or none"),
+        # The same coupling, through the batch's standard deviation.
+        (not mbstd or not (r1_gamma or gan_type in GRADIENT_PENALTY_GANS),
+         f"--mbstd: the batch's standard deviation couples its samples, so the per-sample input "
+         f"gradient of {penalised} is not one sample's"),
     ]
     if diffaugment_policy is not None:
         from keras_ganaug.gans.augment import parse_policy  # TensorFlow: only when asked

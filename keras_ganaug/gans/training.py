@@ -23,7 +23,7 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
                "seed", "width", "augment", "ema", "resize", "batch_size", "conditional",
                "cat_codes", "cont_codes", "n_critic", "gp_weight", "precision", "val_fraction",
                "drop_test_duplicates", "upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr",
-               "d_lr", "g_fakes", "diffaugment_policy", "init_from", "freeze_d_blocks")
+               "d_lr", "g_fakes", "diffaugment_policy", "init_from", "freeze_d_blocks", "mbstd")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class GANConfig:
     d_lr: float | None = None
     g_fakes: str | None = None  # reused (today) or fresh
     diffaugment_policy: str | None = None  # today color,translation,cutout
+    mbstd: bool | None = None  # a minibatch standard-deviation channel in D; today off
     init_from: str | None = None  # an earlier run to start the networks from (gans/transfer.py)
     freeze_d_blocks: int | None = None  # with init_from: D's first conv blocks kept (FreezeD)
     ema: float | None = 0.999
@@ -103,7 +104,7 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     config = resolve_recipe(config)
     check_recipe_options(config.gan, config.augment, config.upsample, config.d_norm,
                          config.r1_gamma, config.lecam_weight, config.g_lr, config.d_lr,
-                         config.g_fakes, config.diffaugment_policy)
+                         config.g_fakes, config.diffaugment_policy, config.mbstd)
     for option in given:
         if GAN_OPTIONS[option] != config.gan:
             raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "

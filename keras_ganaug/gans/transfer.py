@@ -20,7 +20,7 @@ from keras_ganaug.errors import UserError
 
 # Settings that fix the networks' shapes: an earlier run must share them to be started from.
 ARCHITECTURE_KEYS = ("gan", "conditional", "image_size", "channels", "latent_dim", "width",
-                     "upsample", "d_norm", "cat_codes", "cont_codes")
+                     "upsample", "d_norm", "mbstd", "cat_codes", "cont_codes")
 
 
 def read_init_run(init_from: str, settings: dict, defaults: dict) -> tuple[dict, dict]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.io import write_text_atomic
+from keras_ganaug.io import write_bytes_atomic, write_text_atomic
 from keras_ganaug.metrics import stats
-from keras_ganaug.plots import plot_study_metric
+from keras_ganaug.plots import plot_study_metric, plot_study_ratios
 from keras_ganaug.study.records import COMMAND, LEAK_FREE, invocations
 from keras_ganaug.study.summary import (
     ALL_METRICS,
@@ -178,9 +178,13 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
                 continue
             row = [kind, n_real, str(len(sel))]
             for column in columns:
-                est = stats.estimate(sel[column].to_numpy(dtype=float))
-                digits = 0 if column == "gan_total_seconds" else 3
-                row.append(_fmt(est.mean, est.ci_low, est.ci_high, digits))
+                values = sel[column].to_numpy(dtype=float)
+                if column == "gan_total_seconds":
+                    # a wall time is no estimate: a t interval of it can go below 0 s
+                    row.append(_fmt(values.mean(), values.min(), values.max(), 0))
+                    continue
+                est = stats.estimate(values)
+                row.append(_fmt(est.mean, est.ci_low, est.ci_high, 3))
             rows.append(row)
     return _table(["GAN", "N real", "seeds"] + [QUALITY[c] for c in columns], rows)
 
@@ -223,10 +227,32 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
         if metric in set(summary["metric"]):
             figures[metric] = plot_study_metric(summary, arms, metric, ALL_METRICS[metric],
                                                 out / "figures" / f"{metric}_vs_n.png")
+    for n_real, added in images_added(results).items():
+        for metric in METRICS:
+            key = f"{metric}_ratios_n{n_real}"
+            figures[key] = plot_study_ratios(summary, n_real, added, metric, METRICS[metric],
+                                             out / "figures" / f"{key}.png")
     paths.update({f"figure_{k}": v for k, v in figures.items()})
     text = render(out, results, summary, comparisons, study, arms, ns, figures)
     write_text_atomic(out / "report.md", text)
     return paths
+
+
+def images_added(results: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """N -> {--synthetic value: mean extra images (fakes or repeats) it added}, for each N that
+    has more than one value (a ratio axis to draw)."""
+    extra_columns = [c for c in results if c.startswith(("train_synthetic_", "train_oversampled_"))]
+    adding = results[results["synthetic"].fillna("").astype(str) != ""]
+    if adding.empty or not extra_columns:
+        return {}
+    extra = adding[extra_columns].fillna(0).sum(axis=1)
+    means = extra.groupby([adding["n_real"], adding["synthetic"]]).mean()
+    axes = {}
+    for n_real in dict.fromkeys(adding["n_real"]):
+        values = means[n_real].to_dict()
+        if len(values) > 1:
+            axes[str(n_real)] = values
+    return axes
 
 
 def _setting(results: pd.DataFrame, config: dict) -> str:
@@ -345,7 +371,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
         lines += ["## Sample grids (seed 0)", "", grids, ""]
     if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{ALL_METRICS[m]} vs N]({Path(p).relative_to(out).as_posix()})"
+        lines += [f"![{_figure_title(m)}]({Path(p).relative_to(out).as_posix()})"
                   for m, p in figures.items()]
         lines.append("")
     lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` and "
@@ -354,16 +380,33 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
     return "\n".join(lines)
 
 
-# The figures themselves are drawn in plots.py; this links the generators' sample grids.
+# The figures themselves are drawn in plots.py; this names them and links the sample grids.
+
+def _figure_title(key: str) -> str:
+    """"roc_auc" -> "AUC vs N"; "roc_auc_ratios_n100" -> "AUC vs extra images, N = 100"."""
+    if "_ratios_n" in key:
+        metric, n_real = key.split("_ratios_n")
+        return f"{ALL_METRICS[metric]} vs extra images, N = {n_real}"
+    return f"{ALL_METRICS[key]} vs N"
+
+
 
 def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
-    """Markdown links to the seed-0 generators' final sample grids, or None if there are none."""
+    """Markdown links to the seed-0 generators' final sample grids, or None if there are none.
+
+    Each grid is copied to figures/samples/, which is kept with the report, because generators/
+    is too heavy to keep: a resumed or cloned study still shows the grids of generators it no
+    longer holds."""
     if "generator" not in results:
         return None
     rows = []
     seed0 = results[results["seed"] == results["seed"].min()].dropna(subset=["generator"])
     for generator in dict.fromkeys(seed0["generator"]):
         grid = out / generator / "samples" / "final.png"
+        kept = out / "figures" / "samples" / f"{Path(generator).name}.png"
         if grid.is_file():
-            rows.append(f"- `{generator}`: ![{generator}]({grid.relative_to(out).as_posix()})")
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(kept, grid.read_bytes())
+        if kept.is_file():
+            rows.append(f"- `{generator}`: ![{generator}]({kept.relative_to(out).as_posix()})")
     return "\n".join(rows) or None
