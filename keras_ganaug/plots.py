@@ -177,10 +177,17 @@ def plot_study_metric(summary, arms: list[str], metric: str, label: str,
     ax.set_xticks(ticks["n_minority"].to_numpy(float),
                   [n if n != "all" else f"all\n({m})"
                    for n, m in zip(ticks["n_real"], ticks["n_minority"], strict=True)])
+    return _finish_study_figure(fig, ax, "real minority training images (N)", label,
+                                f"{label} vs N", path)
+
+
+def _finish_study_figure(fig, ax, xlabel: str, label: str, title: str,
+                         path: str | os.PathLike) -> str:
+    """The common end of the study's figures: labels, a [0, 1]-clipped y axis, grid, legend."""
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))  # every metric is in [0, 1]
-    ax.set_xlabel("real minority training images (N)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(label)
-    ax.set_title(f"{label} vs N (mean, 95% interval, seeds as points)")
+    ax.set_title(f"{title} (mean, 95% interval, seeds as points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -219,11 +226,5 @@ def plot_study_ratios(summary, n_real: str, added: dict[str, float], metric: str
         if np.isfinite([row["ci_low"], row["ci_high"]]).all():
             ax.axhspan(row["ci_low"], row["ci_high"], color=colour, alpha=0.08)
     ax.set_xticks(x, [f"{r}\n(+{added[r]:.0f})" for r in ratios])
-    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(1.0, ax.get_ylim()[1]))
-    ax.set_xlabel("--synthetic (extra minority images added, mean over seeds)")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} vs extra images at N = {n_real} (mean, 95% interval, seeds as points)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, path)
+    return _finish_study_figure(fig, ax, "--synthetic (extra minority images added, mean over "
+                                "seeds)", label, f"{label} vs extra images at N = {n_real}", path)
