@@ -185,6 +185,12 @@ def test_mbstd_feeds_the_score_and_survives_a_keras_file_round_trip(tmp_path):
     batch = _images(seed=1)
     np.testing.assert_allclose(np.asarray(loaded.discriminator(batch)["score"]),
                                np.asarray(gan.discriminator(batch)["score"]), rtol=1e-5)
+    # The export's float32 copy of D (its score signature) keeps the layer and its output.
+    from keras_ganaug.gans.export import inference_copy
+
+    copy = inference_copy(gan.discriminator)
+    np.testing.assert_allclose(np.asarray(copy(batch)["score"]),
+                               np.asarray(gan.discriminator(batch)["score"]), rtol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs, needle", [

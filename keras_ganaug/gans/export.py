@@ -76,7 +76,9 @@ def inference_copy(model: keras.Model) -> keras.Model:
 
     def stock_float32(layer):
         cls = type(layer)
-        while cls.__module__.startswith("keras_ganaug."):  # fast_layers extend the stock layers
+        # fast_layers extend the stock layers: their base computes the same. Other layers of
+        # the package (networks.MinibatchStdDev) are stock-free already and stay as they are.
+        while cls.__module__ == "keras_ganaug.gans.fast_layers":
             cls = cls.__base__
         config = {**layer.get_config(), "dtype": "float32"}
         if isinstance(layer, keras.layers.Wrapper):  # SpectralNormalization: the inner layer
