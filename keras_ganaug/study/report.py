@@ -233,7 +233,8 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
             figures[key] = plot_study_ratios(summary, n_real, added, metric, METRICS[metric],
                                              out / "figures" / f"{key}.png")
     paths.update({f"figure_{k}": v for k, v in figures.items()})
-    text = render(out, results, summary, comparisons, study, arms, ns, figures)
+    text = render(out, results, summary, comparisons, study, arms, ns, figures,
+                  keep_sample_grids(out, results))
     write_text_atomic(out / "report.md", text)
     return paths
 
@@ -286,7 +287,8 @@ def _isolation(results: pd.DataFrame) -> str:
 
 
 def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
-           study: dict, arms: list[str], ns: list[str], figures: dict[str, str]) -> str:
+           study: dict, arms: list[str], ns: list[str], figures: dict[str, str],
+           sample_grids: dict[str, Path] | None = None) -> str:
     """The markdown of report.md."""
     config = study.get("config", {})
     lines = ["# Study report", "", _setting(results, config), ""]
@@ -366,7 +368,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
     leakage = _read_json(out / "leakage.json")
     lines += ["## Leakage check", "",
               leakage.get("statement", "No leakage check was recorded for this study."), ""]
-    grids = _sample_grids(out, results)
+    grids = _sample_grids(out, sample_grids or {})
     if grids:
         lines += ["## Sample grids (seed 0)", "", grids, ""]
     if figures:
@@ -391,22 +393,25 @@ def _figure_title(key: str) -> str:
 
 
 
-def _sample_grids(out: Path, results: pd.DataFrame) -> str | None:
-    """Markdown links to the seed-0 generators' final sample grids, or None if there are none.
-
-    Each grid is copied to figures/samples/, which is kept with the report, because generators/
-    is too heavy to keep: a resumed or cloned study still shows the grids of generators it no
-    longer holds."""
+def keep_sample_grids(out: Path, results: pd.DataFrame) -> dict[str, Path]:
+    """Seed-0 generator -> its final sample grid copied to figures/samples/, for every grid that
+    is there now or was kept before. figures/ is kept with the report and generators/ is too
+    heavy to keep, so a resumed or cloned study still shows grids it no longer has."""
     if "generator" not in results:
-        return None
-    rows = []
+        return {}
+    kept = {}
     seed0 = results[results["seed"] == results["seed"].min()].dropna(subset=["generator"])
     for generator in dict.fromkeys(seed0["generator"]):
         grid = out / generator / "samples" / "final.png"
-        kept = out / "figures" / "samples" / f"{Path(generator).name}.png"
+        copy = out / "figures" / "samples" / f"{Path(generator).name}.png"
         if grid.is_file():
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(kept, grid.read_bytes())
-        if kept.is_file():
-            rows.append(f"- `{generator}`: ![{generator}]({kept.relative_to(out).as_posix()})")
+            write_bytes_atomic(copy, grid.read_bytes())
+        if copy.is_file():
+            kept[generator] = copy
+    return kept
+
+
+def _sample_grids(out: Path, grids: dict[str, Path]) -> str | None:
+    """Markdown links to the kept sample grids, or None if there are none."""
+    rows = [f"- `{g}`: ![{g}]({path.relative_to(out).as_posix()})" for g, path in grids.items()]
     return "\n".join(rows) or None
