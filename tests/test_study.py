@@ -274,10 +274,12 @@ def test_verdict_says_plainly_when_no_gan_arm_wins():
                           {"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "10",
                            "metric": "accuracy", "diff": 0.01, "ci_low": -0.02,
                            "ci_high": 0.04, "significant": False}])
-    lines = verdict(frame, ["10", "100"])
+    lines = verdict(frame, ["10", "100", "200"])
     assert "N = 10: no GAN arm differs" in lines[0]
     assert "dcgan@balance is behind class-weights on accuracy by -0.040" in lines[1]
+    # N = 200 has baselines only (a grid still running): no comparison, and it says so.
     assert "No GAN arm beats every non-GAN baseline" in lines[2]
+    assert "N = 200: no GAN arm has finished cells at this N yet" in lines[3]
 
 
 def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):

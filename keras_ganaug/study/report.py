@@ -118,6 +118,11 @@ def verdict(comparisons: pd.DataFrame, ns: list[str]) -> list[str]:
         return ["No GAN arm was compared (the study has no GAN method or no non-GAN method)."]
     lines = []
     for n_real in ns:
+        if not (comparisons["n_real"] == n_real).any():
+            # A grid still being filled: silence here is not a finding.
+            lines.append(f"- N = {n_real}: no GAN arm has finished cells at this N yet; "
+                         f"nothing is compared.")
+            continue
         at_n = comparisons[(comparisons["n_real"] == n_real) & comparisons["significant"]]
         if at_n.empty:
             lines.append(f"- N = {n_real}: no GAN arm differs from any non-GAN baseline on any "
