@@ -48,3 +48,7 @@ def test_demo_job_prints_the_four_arms_side_by_side(capsys, monkeypatch, tmp_pat
     auc = float(line.split("C2ST AUC ")[1].split()[0])
     assert 0 <= auc <= 1 and "(0.5 = indistinguishable" in line
     assert (tmp_path / "demo" / "gan" / "real_vs_fake.png").stat().st_size > 0
+    # The demo GAN's recipe, recorded in its run config (DiffAugment without cutout).
+    gan_config = json.loads((tmp_path / "demo" / "gan" / "run_config.json").read_text())
+    assert (gan_config["recipe"], gan_config["augment"], gan_config["diffaugment_policy"]) == (
+        demo_job.DEMO_GAN_RECIPE, "diffaugment", "color,translation")

@@ -54,6 +54,10 @@ RECIPES: dict[str, dict] = {
     "mbstd": {"mbstd": True},
     # With resize upsampling, the lowest C2ST of stage 1 (no checkerboard for the C2ST to see).
     "mbstd-resize": {"mbstd": True, "upsample": "resize"},
+    # DiffAugment without cutout: on the demo's 48 images the default's D memorizes the set
+    # within ~100 steps and every fake gets one background; with cutout, G copies its square
+    # holes (docs/results/gan_recipes, "demo"). The demo job's recipe.
+    "diffaugment-ct": {"augment": "diffaugment", "diffaugment_policy": "color,translation"},
     "wide": {"width": 128},
     # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps
     # the first two of D's conv blocks, the low-level features Mo et al. find transfer best.
