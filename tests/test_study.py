@@ -270,16 +270,40 @@ def test_verdict_says_plainly_when_no_gan_arm_wins():
 
     frame = pd.DataFrame([{"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "100",
                            "metric": "accuracy", "diff": -0.04, "ci_low": -0.07,
-                           "ci_high": -0.01, "significant": True},
+                           "ci_high": -0.01, "significant": True, "seeds": 5},
                           {"arm": "dcgan@balance", "baseline": "class-weights", "n_real": "10",
                            "metric": "accuracy", "diff": 0.01, "ci_low": -0.02,
-                           "ci_high": 0.04, "significant": False}])
+                           "ci_high": 0.04, "significant": False, "seeds": 5}])
     lines = verdict(frame, ["10", "100", "200"])
     assert "N = 10: no GAN arm differs" in lines[0]
     assert "dcgan@balance is behind class-weights on accuracy by -0.040" in lines[1]
     # N = 200 has baselines only (a grid still running): no comparison, and it says so.
     assert "No GAN arm beats every non-GAN baseline" in lines[2]
     assert "N = 200: no GAN arm has finished cells at this N yet" in lines[3]
+
+
+def test_a_comparison_on_one_paired_seed_is_shown_but_not_tested():
+    """A grid being filled: one GAN seed beside five baseline seeds. Its interval would hold
+    only the test images' error, so it must not count as a finding nor enter Holm's family."""
+    from keras_ganaug.study.report import verdict
+    from keras_ganaug.study.summary import compare
+
+    rows = [{"cell": f"n{n}_s{s}_{m}", "n_real": str(n), "n_minority": n, "method": m,
+             "arm": "dcgan@balance" if m == "dcgan" else m, "seed": s,
+             "accuracy": acc + 0.01 * ((s * (2 if m == "dcgan" else 3)) % 5), "roc_auc": 0.8, "balanced_accuracy": 0.7,
+             "minority_recall": 0.6}
+            for n, seeds in ((10, (0,)), (100, range(5)))
+            for m, acc in (("dcgan", 0.9), ("real", 0.6))
+            for s in (seeds if m == "dcgan" else range(5))]
+    frame = compare(pd.DataFrame(rows), [("dcgan@balance", "real")])
+    one = frame[frame["n_real"] == "10"]
+    assert (one["seeds"] == 1).all() and not one["significant"].any()
+    assert one["p_holm"].isna().all()
+    five = frame[(frame["n_real"] == "100") & (frame["metric"] == "accuracy")]
+    assert five["significant"].all() and (five["seeds"] == 5).all()
+    lines = verdict(frame, ["10", "100"])
+    assert "N = 10: 1 paired seed so far; nothing is tested" in lines[0]
+    assert "N = 100: dcgan@balance is ahead of real on accuracy" in lines[1]
 
 
 def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch):

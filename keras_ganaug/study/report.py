@@ -25,6 +25,7 @@ from keras_ganaug.study.summary import (
     ALL_METRICS,
     COMPARISON_COLUMNS,
     METRICS,
+    MIN_PAIRED_SEEDS,
     SUMMARY_COLUMNS,
     arm_order,
     compare,
@@ -122,6 +123,11 @@ def verdict(comparisons: pd.DataFrame, ns: list[str]) -> list[str]:
             # A grid still being filled: silence here is not a finding.
             lines.append(f"- N = {n_real}: no GAN arm has finished cells at this N yet; "
                          f"nothing is compared.")
+            continue
+        seeds = comparisons.loc[comparisons["n_real"] == n_real, "seeds"]
+        if seeds.max() < MIN_PAIRED_SEEDS:
+            lines.append(f"- N = {n_real}: {int(seeds.max())} paired seed so far; nothing is "
+                         f"tested until the interval can carry the seed spread.")
             continue
         at_n = comparisons[(comparisons["n_real"] == n_real) & comparisons["significant"]]
         if at_n.empty:
