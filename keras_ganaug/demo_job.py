@@ -28,7 +28,7 @@ DEMO_GAN_KIMG = 40.0
 # Not train_gan.py's default: on the demo's 48 malignant training images that recipe's
 # discriminator memorizes the set early (D loss .008 by step 100) and every fake comes out on one
 # peach background. DiffAugment's color + translation keeps the backgrounds, borders and colours
-# varied; its C2ST is no lower (docs/results/gan_recipes/README.md, "The demo job").
+# varied; its C2ST is no lower (docs/results/gan_recipes/README.md, stage 4).
 DEMO_GAN_RECIPE = "diffaugment-ct"
 ARMS = {
     "real only": {},

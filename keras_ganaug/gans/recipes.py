@@ -56,7 +56,7 @@ RECIPES: dict[str, dict] = {
     "mbstd-resize": {"mbstd": True, "upsample": "resize"},
     # DiffAugment without cutout: on the demo's 48 images the default's D memorizes the set
     # within ~100 steps and every fake gets one background; with cutout, G copies its square
-    # holes (docs/results/gan_recipes, "demo"). The demo job's recipe.
+    # holes (docs/results/gan_recipes/README.md, stage 4). The demo job's recipe.
     "diffaugment-ct": {"augment": "diffaugment", "diffaugment_policy": "color,translation"},
     "wide": {"width": 128},
     # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps

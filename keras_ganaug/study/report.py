@@ -403,7 +403,6 @@ def _figure_title(key: str) -> str:
     return f"{ALL_METRICS[key]} vs N"
 
 
-
 def keep_sample_grids(out: Path, results: pd.DataFrame) -> dict[str, Path]:
     """Seed-0 generator -> its final sample grid copied to figures/samples/, for every grid that
     is there now or was kept before. figures/ is kept with the report and generators/ is too
