@@ -48,10 +48,9 @@ def pretraining(init_from: str, settings: dict, defaults: dict, held_out,
     """(the earlier run's training_files.json entries, the sha256 of every image its generator
     saw: its own training_files_sha256, which includes any run it was itself started from),
     once read_init_run accepts it and none of them is one of this run's validation images."""
-    read_init_run(init_from, settings, defaults)
-    run = Path(init_from)
-    files = json.loads((run / "training_files.json").read_text())["files"]
-    hashes = json.loads((run / "metadata.json").read_text()).get("training_files_sha256") or []
+    _, metadata = read_init_run(init_from, settings, defaults)
+    files = json.loads((Path(init_from) / "training_files.json").read_text())["files"]
+    hashes = metadata.get("training_files_sha256") or []
     seen = set(hashes)
     leaked = [f for f, h in zip(held_out.files, held_out_hashes, strict=True) if h in seen]
     if leaked:

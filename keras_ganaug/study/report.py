@@ -233,18 +233,21 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
     write_text_atomic(out / "comparisons.csv", comparisons.to_csv(index=False))
     arms = arm_order(results, study.get("config", {}).get("methods"))
     ns = n_order(results)
-    figures = {}
+    figures, titles = {}, {}  # key -> path, key -> the title the report shows
     for metric in ALL_METRICS:
         if metric in set(summary["metric"]):
             figures[metric] = plot_study_metric(summary, arms, metric, ALL_METRICS[metric],
                                                 out / "figures" / f"{metric}_vs_n.png")
+            titles[metric] = f"{ALL_METRICS[metric]} vs N"
     for n_real, added in images_added(results).items():
         for metric in METRICS:
             key = f"{metric}_ratios_n{n_real}"
             figures[key] = plot_study_ratios(summary, n_real, added, metric, METRICS[metric],
                                              out / "figures" / f"{key}.png")
+            titles[key] = f"{METRICS[metric]} vs extra images, N = {n_real}"
     paths.update({f"figure_{k}": v for k, v in figures.items()})
-    text = render(out, results, summary, comparisons, study, arms, ns, figures,
+    text = render(out, results, summary, comparisons, study, arms, ns,
+                  {titles[k]: path for k, path in figures.items()},
                   keep_sample_grids(out, results))
     write_text_atomic(out / "report.md", text)
     return paths
@@ -300,7 +303,7 @@ def _isolation(results: pd.DataFrame) -> str:
 def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
            study: dict, arms: list[str], ns: list[str], figures: dict[str, str],
            sample_grids: dict[str, Path] | None = None) -> str:
-    """The markdown of report.md."""
+    """The markdown of report.md; `figures` maps each figure's title to its file."""
     config = study.get("config", {})
     lines = ["# Study report", "", _setting(results, config), ""]
     runs = invocations(out)
@@ -384,8 +387,8 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
         lines += ["## Sample grids (seed 0)", "", grids, ""]
     if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{_figure_title(m)}]({Path(p).relative_to(out).as_posix()})"
-                  for m, p in figures.items()]
+        lines += [f"![{title}]({Path(p).relative_to(out).as_posix()})"
+                  for title, p in figures.items()]
         lines.append("")
     lines += ["Tables: `results.csv` (one row per cell and seed), `summary.csv` and "
               "`comparisons.csv` (the statistics above); remake this report with "
@@ -393,15 +396,7 @@ def render(out: Path, results: pd.DataFrame, summary: pd.DataFrame, comparisons:
     return "\n".join(lines)
 
 
-# The figures themselves are drawn in plots.py; this names them and links the sample grids.
-
-def _figure_title(key: str) -> str:
-    """"roc_auc" -> "AUC vs N"; "roc_auc_ratios_n100" -> "AUC vs extra images, N = 100"."""
-    if "_ratios_n" in key:
-        metric, n_real = key.split("_ratios_n")
-        return f"{ALL_METRICS[metric]} vs extra images, N = {n_real}"
-    return f"{ALL_METRICS[key]} vs N"
-
+# The figures themselves are drawn in plots.py; this links the generators' sample grids.
 
 def keep_sample_grids(out: Path, results: pd.DataFrame) -> dict[str, Path]:
     """Seed-0 generator -> its final sample grid copied to figures/samples/, for every grid that
