@@ -6,7 +6,7 @@
 
 For each GAN and image size, in ONE process and alternately (so a busy machine slows all alike):
   reference       the keras.io "DCGAN overriding train_step" layout on the same networks
-                  (gans/networks.py) in float32: a keras.Model with its own train_step, one D pass
+                  (gans/backbones/dcgan.py) in float32: a keras.Model with its own train_step, one D pass
                   on the concatenated real + fake batch, the GAN's own losses, no EMA, no augmentation;
   reference_bf16  the same under mixed_bfloat16: what a keras.io user gets with one policy line;
   ours            the package's GAN class with its default flags (EMA, augment none) and
@@ -51,10 +51,9 @@ from keras_ganaug import runtime  # noqa: E402
 from keras_ganaug.classify.networks import build_classifier  # noqa: E402
 from keras_ganaug.data import images as data_lib  # noqa: E402
 from keras_ganaug.data.demo import make_demo_data  # noqa: E402
-from keras_ganaug.gans import (
-    gan_class,  # noqa: E402
-    networks,  # noqa: E402
-)
+from keras_ganaug.gans import gan_class  # noqa: E402
+from keras_ganaug.gans.backbones import dcgan as networks  # noqa: E402
+from keras_ganaug.gans.base import Step  # noqa: E402
 from keras_ganaug.gans.registry import GAN_NAMES  # noqa: E402  # noqa: E402
 from keras_ganaug.metrics import quality  # noqa: E402
 
@@ -77,7 +76,7 @@ class ReferenceGAN(keras.Model):
             spec.image_size, spec.channels, spec.generator_input_dim, spec.width,
             fast_layers=False)
         spec.discriminator = networks.build_discriminator(
-            spec.image_size, spec.channels, spec.width, norm=spec.d_norm,
+            spec.image_size, spec.channels, spec.width, norm=spec.recipe.d_norm,
             num_classes=spec.num_classes if spec.conditional else 0, heads=spec.heads(),
             fast_layers=False)
         self.generator, self.discriminator = spec.generator, spec.discriminator
@@ -111,19 +110,17 @@ class ReferenceGAN(keras.Model):
                 outputs = spec.discriminate(combined, both_ids)
                 real_out = {k: v[:batch_size] for k, v in outputs.items()}
                 fake_out = {k: v[batch_size:] for k, v in outputs.items()}
-                d_loss, _ = spec.discriminator_loss(real_out, fake_out, u, class_ids)
-                penalty = spec.penalty(real, fake, class_ids)
-                if penalty is not None:
-                    d_loss += penalty
-                d_loss = tf.reduce_mean(d_loss)
+                step = Step(real, real, fake, fake, real_out, fake_out, None, u, class_ids)
+                d_loss = tf.reduce_mean(spec.discriminator_loss(step)[0])
             grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
             self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights,
                                                  strict=True))
         latent, u = self._latent(batch_size, class_ids)
         with tf.GradientTape() as tape:
-            fake_out = spec.discriminate(
-                self.generator(latent, training=True), class_ids)
-            g_loss = tf.reduce_mean(spec.generator_loss(fake_out, u, class_ids)[0])
+            fake = self.generator(latent, training=True)
+            step = Step(real, None, fake, fake, None, spec.discriminate(fake, class_ids), None, u,
+                        class_ids)
+            g_loss = tf.reduce_mean(spec.generator_loss(step)[0])
         grads = tape.gradient(g_loss, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights, strict=True))
         return {"d_loss": d_loss, "g_loss": g_loss}

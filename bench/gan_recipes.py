@@ -105,15 +105,11 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
     from keras_ganaug import runtime
     from keras_ganaug.data import images as data_lib
     from keras_ganaug.gans.callbacks import StopOnNaN
+    from keras_ganaug.gans.config import GANConfig, check_config
     from keras_ganaug.gans.export import export_gan
-    from keras_ganaug.gans.training import (
-        GANConfig,
-        build_gan,
-        check_config,
-        prepare_training_set,
-        real_batches,
-        resolve_recipe,
-    )
+    from keras_ganaug.gans.recipes import resolve_recipe
+    from keras_ganaug.gans.training import build_gan
+    from keras_ganaug.gans.training_data import prepare_training_set, real_batches
 
     config = GANConfig(data=args.data, class_name=args.class_name, gan="dcgan", n_real=n_real,
                        image_size=args.image_size, batch_size=args.batch_size, seed=seed,

@@ -46,7 +46,7 @@ def run_demo_job(out: str = "runs/demo", gan_kimg: float = DEMO_GAN_KIMG, epochs
     from keras_ganaug.classify.config import ClassifierConfig
     from keras_ganaug.classify.training import run as train_classifier
     from keras_ganaug.data.demo import make_demo_data
-    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.config import GANConfig
     from keras_ganaug.gans.training import run as train_gan
 
     out_dir = Path(out)

@@ -34,7 +34,7 @@ def test_training_builds_ada_without_a_speed_from_n():
 
 def test_wgan_gp_refuses_ada_in_the_class_the_cli_and_the_study(tmp_path):
     from keras_ganaug.gans import WGANGP
-    from keras_ganaug.gans.training import GANConfig, check_config
+    from keras_ganaug.gans.config import GANConfig, check_config
     from keras_ganaug.study.adapters import check_gan_settings
     from keras_ganaug.study.grid import StudyConfig, parse_method
 

@@ -13,7 +13,7 @@ from keras_ganaug.classify.training import run
 
 @pytest.mark.slow
 def test_classifier_trains_on_a_real_dcgan_export(tmp_path, demo_root):
-    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.config import GANConfig
     from keras_ganaug.gans.training import run as train_gan
     from keras_ganaug.synthesize import synthesize
 

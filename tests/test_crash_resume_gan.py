@@ -120,7 +120,9 @@ def assert_same_values(actual: dict, expected: dict) -> None:
 
 GANS = {"dcgan": ["--gan", "dcgan"],  # EMA on: the default
         "wgan-gp-diffaugment-ema": ["--gan", "wgan-gp", "--n-critic", "2", "--augment",
-                                    "diffaugment"]}
+                                    "diffaugment"],
+        # The few-shot backbone's own random streams (noise injection, the decoders' quadrant).
+        "dcgan-fastgan": ["--gan", "dcgan", "--arch", "fastgan", "--augment", "diffaugment"]}
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +193,18 @@ def test_wgan_gp_killed_in_a_checkpoint_write_resumes_to_the_uninterrupted_run(
     code, _, err = call(train_gan.main, [*args, "--resume"], capsys)  # in-process: no TF start-up
     assert code == 0, err[-3000:]
     assert_resumed_to_the_reference(out, gan_reference("wgan-gp-diffaugment-ema"))
+
+
+@pytest.mark.slow
+def test_fastgan_dcgan_killed_mid_epoch_resumes_to_the_uninterrupted_run(
+        capsys, tmp_path, demo_root, gan_reference):
+    out = tmp_path / "killed"
+    args = ["--data", str(demo_root), *GAN_FLAGS, *GANS["dcgan-fastgan"], "--out", str(out)]
+    killed_at("step", 7, args, tmp_path / "log")
+    assert checkpoint_position(out) == (1, 2)
+    code, _, err = call(train_gan.main, [*args, "--resume"], capsys)
+    assert code == 0, err[-3000:]
+    assert_resumed_to_the_reference(out, gan_reference("dcgan-fastgan"))
 
 
 def test_overwrite_failing_after_training_started_leaves_the_old_runs_byte_identical(

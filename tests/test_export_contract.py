@@ -22,7 +22,11 @@ GANS = {
     "wgan-gp-conditional": ("ConditionalWGANGP", {"n_critic": 1}),
     "infogan": ("InfoGAN", {"cat_codes": 3, "cont_codes": 1}),
 }
+# Every GAN type on the few-shot backbone too (its noise injection, excitation and decoders).
+GANS.update({f"{key}-fastgan": (name, {**options, "arch": "fastgan"})
+             for key, (name, options) in list(GANS.items()) if key != "wgan-gp"})
 BF16 = "cgan-mixed_bfloat16"
+BF16_FASTGAN = "cgan-fastgan-mixed_bfloat16"
 TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0}
 
 # Every acceptance check of one export, in a process that imports only tensorflow and keras;
@@ -103,13 +107,14 @@ def exports(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("exports")
     trained = {}
-    for key, (class_name, options) in {**GANS, BF16: GANS["cgan"]}.items():
-        with runtime.precision_scope("mixed_bfloat16" if key == BF16 else "float32"):
+    bf16 = {BF16: GANS["cgan"], BF16_FASTGAN: GANS["cgan-fastgan"]}
+    for key, (class_name, options) in {**GANS, **bf16}.items():
+        with runtime.precision_scope("mixed_bfloat16" if key in bf16 else "float32"):
             gan = _build(class_name, options)
         gan.fit(_dataset(gan.conditional), epochs=1, verbose=0)
         export_gan(gan, root / key, {"class_names": ["a", "b"]})
         in_process = to_uint8(gan.generate(4, 0, -1)[0]).numpy()
-        sha = None if key == BF16 else hashlib.sha256(in_process).hexdigest()
+        sha = None if key in bf16 else hashlib.sha256(in_process).hexdigest()
         trained[key] = (gan, root / key, sha)
     assert trained[BF16][0].generator.compute_dtype == "bfloat16"
     return trained
@@ -140,7 +145,7 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports, fresh_co
         assert in_process_sha in (None, result["sha256"]), key
         assert result["other_seed_differs"], key
         expected = ["generate_from_latent", "serving_default"]
-        if key == "infogan":
+        if key.startswith("infogan"):
             expected.insert(1, "generate_with_codes")
         assert result["signatures"] == expected and result["outputs"] == ["class_ids", "images"]
         assert result["discriminator_layer_same"], key
@@ -152,8 +157,10 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports, fresh_co
             assert result["latent_class_ids"] == [0] * 4 and not result["latent_differs_by_class"]
         meta = json.loads((path / "metadata.json").read_text())
         assert meta["format_version"] == 2 and meta["class_names"] == ["a", "b"]
-        assert meta["latent_size"] == {"infogan": 8 + 3 + 1}.get(key, 8), key
-        assert meta["precision"] == ("mixed_bfloat16" if key == BF16 else "float32"), key
+        assert meta["latent_size"] == (8 + 3 + 1 if key.startswith("infogan") else 8), key
+        assert meta["precision"] == ("mixed_bfloat16" if key.endswith("bfloat16")
+                                     else "float32"), key
+        assert meta["arch"] == ("fastgan" if "fastgan" in key else "dcgan"), key
 
 
 SERVING_DEFAULT_LINES = ("inputs['count']", "DT_INT32", "inputs['seed']", "DT_INT64",
@@ -189,10 +196,11 @@ def test_unconditional_latent_endpoint_refuses_other_classes(exports):
         c.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([-1]))
 
 
-def test_bf16_trained_generator_converts_to_tflite_within_one_level(exports):
+@pytest.mark.parametrize("key", [BF16, BF16_FASTGAN])
+def test_bf16_trained_generator_converts_to_tflite_within_one_level(key, exports):
     import tensorflow as tf
 
-    path = str(exports[BF16][1] / "generator")
+    path = str(exports[key][1] / "generator")
     converter = tf.lite.TFLiteConverter.from_saved_model(path,
                                                          signature_keys=["generate_from_latent"])
     interpreter = tf.lite.Interpreter(model_content=converter.convert())

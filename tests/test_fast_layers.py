@@ -124,7 +124,7 @@ def test_fused_batch_norm_matches_keras(policy, shape):
 
 def test_weights_of_stock_layer_networks_load_into_the_fast_ones(tmp_path):
     """A GAN checkpoint written before the fast layers existed still resumes."""
-    from keras_ganaug.gans import networks
+    from keras_ganaug.gans.backbones import dcgan as networks
 
     keras.backend.clear_session()
     stock = networks.build_generator(32, 3, 16, width=8, fast_layers=False)

@@ -41,7 +41,8 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_root) -> Path:
     """A finished 1-epoch DCGAN run (export, checkpoint of epoch 1, history)."""
-    from keras_ganaug.gans.training import GANConfig, run
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training import run
 
     out = tmp_path_factory.mktemp("gan_runs") / "finished"
     run(GANConfig(data=str(data_root), class_name="malignant", image_size=32, width=8,

@@ -78,7 +78,8 @@ def test_the_bench_trains_measures_resumes_and_tabulates(tmp_path, demo_root, mo
     assert [p.stat().st_mtime_ns for p in results] == stamps
     # --add-run: a train_gan.py run with its own flags, measured into the same table, and no
     # variant trained by that call.
-    from keras_ganaug.gans.training import GANConfig, run
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training import run
 
     run_dir = tmp_path / "cli_run"
     run(GANConfig(data=str(demo_root), class_name="malignant", n_real=16, image_size=32,

@@ -79,7 +79,7 @@ def test_losses_and_weights_move_over_a_few_steps(tiny_dataset):
 
 def test_generator_builders_scale_with_size_and_channels():
     from keras_ganaug.errors import UserError
-    from keras_ganaug.gans.networks import build_discriminator, build_generator
+    from keras_ganaug.gans.backbones.dcgan import build_discriminator, build_generator
 
     for size in (32, 64, 128, 256):
         g = build_generator(size, 1, 8, width=4)

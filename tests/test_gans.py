@@ -125,6 +125,7 @@ def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
     import keras
     import tensorflow as tf
 
+    from keras_ganaug.gans.base import Step
     from keras_ganaug.gans.wgan_gp import WGANGP
 
     class TapeEveryForward(WGANGP):
@@ -136,14 +137,16 @@ def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
                 with tf.GradientTape() as g_tape:
                     fake = self.generator(self.generator_input(z, u, class_ids), training=True)
                 with tf.GradientTape() as tape:
-                    d_loss, _ = self.discriminator_loss(self.discriminate(real, class_ids),
-                                                        self.discriminate(tf.stop_gradient(fake),
-                                                                          class_ids), u, class_ids)
-                    d_total = self._average(d_loss + self.penalty(real, fake, class_ids),
-                                            batch_size)
+                    held = tf.stop_gradient(fake)
+                    step = Step(real, real, held, held, self.discriminate(real, class_ids),
+                                self.discriminate(held, class_ids), z, u, class_ids)
+                    d_loss, _ = self.discriminator_loss(step)  # the gradient penalty included
+                    d_total = self._average(d_loss, batch_size)
                 self._apply(self.d_optimizer, d_total, tape, self.discriminator.trainable_variables)
             with g_tape:
-                g_loss, _ = self.generator_loss(self.discriminate(fake, class_ids), u, class_ids)
+                step = Step(real, None, fake, fake, None, self.discriminate(fake, class_ids), z,
+                            u, class_ids)
+                g_loss, _ = self.generator_loss(step)
                 g_total = self._average(g_loss, batch_size)
             self._apply(self.g_optimizer, g_total, g_tape, self.generator.trainable_variables)
             return {"d_loss": d_total, "g_loss": g_total}
@@ -175,7 +178,7 @@ def test_the_projection_discriminator_projects_pooled_features_per_class():
     embedding as wide as the flattened map would tie each class to image positions."""
     import keras
 
-    from keras_ganaug.gans.networks import build_discriminator
+    from keras_ganaug.gans.backbones.dcgan import build_discriminator
 
     d = build_discriminator(32, 3, width=8, norm="none", num_classes=3)
     channels = d.get_layer("pooled_features").output.shape[-1]
@@ -215,7 +218,7 @@ def test_cgan_generates_each_class_in_its_colour():
 
 
 def test_class_balanced_batches_show_the_minority_class_half_the_time():
-    from keras_ganaug.gans.training import real_batches
+    from keras_ganaug.gans.training_data import real_batches
 
     images = np.zeros((64, 32, 32, 3), np.uint8)
     labels = np.array([0] * 60 + [1] * 4, np.int32)
@@ -224,8 +227,9 @@ def test_class_balanced_batches_show_the_minority_class_half_the_time():
 
 
 def test_the_default_budget_is_kimg_whatever_n_and_epochs_or_kimg_replace_it():
+    from keras_ganaug.gans.config import GANConfig
     from keras_ganaug.gans.recipes import DEFAULT_KIMG
-    from keras_ganaug.gans.training import GANConfig, training_schedule
+    from keras_ganaug.gans.training_data import training_schedule
 
     for n_images in (8, 80, 400):  # no flag: DEFAULT_KIMG images shown, batch 64, for every N
         plan = training_schedule(GANConfig(), n_images, d_steps=1)
@@ -240,7 +244,7 @@ def test_the_default_budget_is_kimg_whatever_n_and_epochs_or_kimg_replace_it():
 
 def test_real_batches_are_a_function_of_seed_and_epoch():
     """What exact --resume rests on: epoch e's batches, whether reached or started at."""
-    from keras_ganaug.gans.training import real_batches
+    from keras_ganaug.gans.training_data import real_batches
 
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
     labels = np.zeros(10, np.int32)
@@ -391,7 +395,8 @@ def test_wgan_gp_resumed_run_matches_an_uninterrupted_one(cli_runs, tmp_path):
     doesn't.) Epoch 1 is the wgan-gp CLI case's run, copied."""
     import shutil
 
-    from keras_ganaug.gans.training import GANConfig, run
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training import run
     from keras_ganaug.gans.wgan_gp import WGANGP
 
     finished, code, stderr, _ = cli_runs["wgan-gp"]

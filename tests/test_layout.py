@@ -165,6 +165,8 @@ def test_console_scripts_live_in_the_package_and_nothing_installs_at_top_level()
     ("keras_ganaug.gans.cli", "--upsample", ("keras_ganaug.gans.registry", "UPSAMPLE_KINDS")),
     ("keras_ganaug.gans.cli", "--d-norm", ("keras_ganaug.gans.registry", "D_NORMS")),
     ("keras_ganaug.gans.cli", "--g-fakes", ("keras_ganaug.gans.registry", "G_FAKES")),
+    ("keras_ganaug.gans.cli", "--arch", ("keras_ganaug.gans.registry", "ARCHS")),
+    ("keras_ganaug.gans.cli", "--loss", ("keras_ganaug.gans.registry", "ADVERSARIAL_LOSSES")),
 ])
 def test_cli_choices_come_from_the_one_owner_of_each_list(script, flag, owner):
     parser = importlib.import_module(script).build_parser()

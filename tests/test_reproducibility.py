@@ -84,7 +84,7 @@ def test_deterministic_flag_runs_and_changes_at_most_the_last_bits_on_cpu(seed0_
 
 
 def gan_run(data_root, out, seed: int) -> np.ndarray:
-    from keras_ganaug.gans.training import GANConfig
+    from keras_ganaug.gans.config import GANConfig
     from keras_ganaug.gans.training import run as train
     from keras_ganaug.synthesize import synthesize
 

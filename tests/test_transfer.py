@@ -16,15 +16,17 @@ TINY_FLAGS = ("--image-size", "32", "--batch-size", "8", "--width", "8", "--late
               "--epochs", "1", "--quiet")
 
 
-def test_frozen_d_blocks_keep_their_weights_through_a_training_step():
+@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
+def test_frozen_d_blocks_keep_their_weights_through_a_training_step(arch):
     from keras_ganaug.errors import UserError
     from keras_ganaug.gans import DCGAN
-    from keras_ganaug.gans.transfer import discriminator_blocks, freeze_d_blocks
+    from keras_ganaug.gans.transfer import freeze_d_blocks
 
-    gan = DCGAN(image_size=32, latent_dim=16, width=8)
-    blocks = discriminator_blocks(gan.discriminator)
-    assert len(blocks) == 3  # 32 px: 16, 8 and 4 px convs
-    freeze_d_blocks(gan.discriminator, 2)
+    gan = DCGAN(image_size=32, latent_dim=16, width=8, arch=arch)
+    blocks = gan.backbone.discriminator_blocks(gan.discriminator)
+    # 32 px: the 16, 8 and 4 px convs (dcgan); the stem and two residual down-blocks (fastgan)
+    assert len(blocks) == 3 and all(any(layer.weights for layer in b) for b in blocks)
+    freeze_d_blocks(gan, 2)
     gan.compile()
     before = [[w.numpy() for layer in block for w in layer.weights] for block in blocks]
     gan.train_step(np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype("float32"))
@@ -33,7 +35,7 @@ def test_frozen_d_blocks_keep_their_weights_through_a_training_step():
         assert all(np.array_equal(x, y) for x, y in zip(before[b], after[b], strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(before[2], after[2], strict=True))
     with pytest.raises(UserError, match="--freeze-d-blocks 4: the discriminator has 3"):
-        freeze_d_blocks(DCGAN(image_size=32, latent_dim=16, width=8).discriminator, 4)
+        freeze_d_blocks(DCGAN(image_size=32, latent_dim=16, width=8, arch=arch), 4)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,9 @@ def test_fine_tuning_starts_from_the_earlier_run_and_lists_its_images(pretrained
                                                                       tmp_path):
     import tensorflow as tf
 
-    from keras_ganaug.gans.training import GANConfig, build_gan, resolve_recipe
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.recipes import resolve_recipe
+    from keras_ganaug.gans.training import build_gan
 
     config = resolve_recipe(GANConfig(data=str(demo_root), image_size=32, width=8, latent_dim=16,
                                       init_from=str(pretrained)))

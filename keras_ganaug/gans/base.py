@@ -5,40 +5,61 @@ A GAN here is a subclassed keras.Model whose `train_step` runs `d_steps` discrim
 then one generator update, then the EMA of the generator. Losses are per-example vectors reduced
 with `tf.nn.compute_average_loss`, so the same code is right on one device and under tf.distribute.
 
+The networks come from the recipe's backbone (gans/backbones: `--arch`), which may add networks
+trained with D (the few-shot backbone's decoders) and loss terms of its own. Every loss term reads
+one record of the step, `Step` (in the spirit of StyleGAN2-ADA's Loss.accumulate_gradients): the
+loop owns the schedule, the GAN its adversarial loss, the recipe its regularizers (R1, LeCam), the
+backbone its auxiliary terms; each returns per-example terms by name, which the loop sums and logs.
+
 What a subclass provides:
   gan_type, conditional          class attributes
   generator_input(z, u, ids)     noise z ~ N(0,1), uniforms u ~ U(0,1) -> the generator's input vector
-  discriminator_loss(...)        per-example D loss (+ named extra terms to log)
-  generator_loss(...)            per-example G loss (+ named extra terms to log)
-and optionally code_dims (uniforms it consumes), heads (extra D outputs), penalty() (WGAN-GP),
-config_options (GANConfig fields its constructor takes), export_info() (extra metadata) and
-latent_size / latent_inputs() (what the exported generate_from_latent takes: conditioning).
-
-The recipe options (issue 15) every GAN takes, all off or as before by default: upsample (the
-generator's 2x stages), d_norm, r1_gamma (R1 on real images, Mescheder et al. 2018), lecam_weight
-(Tseng et al. 2021), g_lr / d_lr (two learning rates, TTUR), g_fakes (whether the generator step
-judges the last D step's fakes or fresh ones), diffaugment_policy and mbstd (a minibatch
-standard-deviation channel in D, Karras et al. 2018).
+  discriminator_loss(step)       per-example D loss (+ named parts to log, already in it)
+  generator_loss(step)           per-example G loss (+ named parts to log)
+and optionally code_dims (uniforms it consumes), heads (extra D outputs), config_options
+(GANConfig fields its constructor takes), export_info() (extra metadata), latent_size /
+latent_inputs() (what the exported generate_from_latent takes) and, for latent codes a user may
+set (InfoGAN), latent_codes = True with coded_inputs() and write_extra_samples().
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict, dataclass
 
 import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans import networks
 from keras_ganaug.gans.augment import make_augmenter
-from keras_ganaug.gans.recipes import check_recipe_options
+from keras_ganaug.gans.backbones import backbone, call_with_options
+from keras_ganaug.gans.recipes import RECIPE_OPTIONS, Recipe
 
 LECAM_DECAY = 0.99  # of the EMAs of D's mean outputs the LeCam term anchors to (Tseng et al.)
+
+
+@dataclass
+class Step:
+    """One record of a training step, what every loss term may read. Images are float [-1, 1]
+    [B,H,W,C]; `*_seen` are what D saw (after the differentiable augmentation); `*_out` D's output
+    dicts ("score" [B,1] float32, heads, backbone maps). In the generator phase real_out is None
+    and fake is taped for the generator's gradient."""
+
+    real: tf.Tensor
+    real_seen: tf.Tensor | None
+    fake: tf.Tensor
+    fake_seen: tf.Tensor
+    real_out: dict | None
+    fake_out: dict
+    z: tf.Tensor
+    u: tf.Tensor
+    class_ids: tf.Tensor
 
 
 class GAN(keras.Model):
     gan_type = "gan"
     conditional = False
+    latent_codes = False  # codes a user may set when sampling (InfoGAN: generate_with_codes)
     d_steps = 1
     code_dims = 0  # uniform numbers per sample the latent needs beyond z (InfoGAN codes)
     d_norm = "batch"
@@ -50,58 +71,66 @@ class GAN(keras.Model):
     def __init__(self, image_size: int, channels: int = 3, latent_dim: int = 128,
                  num_classes: int = 1, trained_class: int = 0, augment: str = "none",
                  ema_decay: float | None = 0.999, width: int = 64, seed: int = 0,
-                 ada_speed_images: float | None = None, upsample: str = "transpose",
-                 d_norm: str | None = None, r1_gamma: float = 0.0, lecam_weight: float = 0.0,
-                 g_lr: float | None = None, d_lr: float | None = None, g_fakes: str = "reused",
-                 diffaugment_policy: str | None = None, mbstd: bool = False, **kwargs):
+                 ada_speed_images: float | None = None, **kwargs):
+        options = {name: kwargs.pop(name) for name in RECIPE_OPTIONS if name in kwargs}
         super().__init__(**kwargs)
         self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
         self.num_classes, self.trained_class = num_classes, trained_class
         self.augment, self.ema_decay, self.width, self.seed = augment, ema_decay, width, seed
-        self._set_recipe(upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
-                         diffaugment_policy, mbstd)
-        self.generator = networks.build_generator(image_size, channels, self.generator_input_dim,
-                                                  width, upsample=upsample)
-        self.discriminator = networks.build_discriminator(
-            image_size, channels, width, norm=self.d_norm,
-            num_classes=num_classes if self.conditional else 0, heads=self.heads(),
-            mbstd=self.mbstd)
-        self.ema_generator = None
-        if ema_decay:
-            self.ema_generator = networks.build_generator(
-                image_size, channels, self.generator_input_dim, width, name="ema_generator",
-                upsample=upsample)
-            self.ema_generator.set_weights(self.generator.get_weights())
+        self.recipe = Recipe(**options).resolved(type(self).d_norm)
+        self.recipe.check(self.gan_type, augment)
+        self.backbone = backbone(self.recipe.arch)
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.build_networks()
         # None: augment.ADA_SPEED_IMAGES, real images shown for p to cross [0, 1], whatever N.
         self.ada_speed_images = ada_speed_images
         ada_options = {"speed_images": ada_speed_images} if augment == "ada" and ada_speed_images else {}
-        if diffaugment_policy is not None:
-            ada_options["policy"] = diffaugment_policy
+        if self.recipe.diffaugment_policy is not None:
+            ada_options["policy"] = self.recipe.diffaugment_policy
         self.augmenter = make_augmenter(augment, seed=seed, **ada_options)
         self.g_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                        trainable=False, name="g_steps")
-        if lecam_weight:
+        if self.recipe.lecam_weight:
             # Weights, so checkpoints (resume) and .keras files keep the anchors; averaged over
             # replicas, as the means they follow are each replica's.
             self.lecam_ema = {kind: self.add_weight(shape=(), initializer="zeros", trainable=False,
                                                     aggregation="mean", name=f"lecam_ema_{kind}")
                               for kind in ("real", "fake")}
+        recipe_terms = (("r1",) if self.recipe.r1_gamma else ()) + (
+            ("lecam",) if self.recipe.lecam_weight else ()) + (
+            ("recon",) if self.decoders is not None else ())
+        self.extra_losses = (*type(self).extra_losses, *recipe_terms)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", *self.extra_losses)}
         self.built = True  # the networks are functional models, built above
 
-    def _set_recipe(self, upsample, d_norm, r1_gamma, lecam_weight, g_lr, d_lr, g_fakes,
-                    diffaugment_policy, mbstd):
-        """Check and keep the recipe options; a wrong one is a UserError naming its flag."""
-        d_norm = d_norm or type(self).d_norm  # None: the GAN's own (batch; layer for WGAN-GP)
-        check_recipe_options(self.gan_type, self.augment, upsample, d_norm, r1_gamma,
-                             lecam_weight, g_lr, d_lr, g_fakes, diffaugment_policy, bool(mbstd))
-        self.upsample, self.d_norm, self.g_fakes, self.mbstd = upsample, d_norm, g_fakes, bool(mbstd)
-        self.r1_gamma, self.lecam_weight = float(r1_gamma), float(lecam_weight)
-        self.g_lr, self.d_lr, self.diffaugment_policy = g_lr, d_lr, diffaugment_policy
-        self.extra_losses = (*type(self).extra_losses, *(("r1",) if r1_gamma else ()),
-                             *(("lecam",) if lecam_weight else ()))
+    def build_networks(self) -> None:
+        """The backbone's generator, discriminator, EMA generator and auxiliary networks (trained
+        with the discriminator: `decoders`, or None), with the recipe options each takes."""
+        options = asdict(self.recipe)
+        size, channels, width = self.image_size, self.channels, self.width
+
+        def generator(name):
+            return call_with_options(self.backbone.build_generator, size, channels,
+                                     self.generator_input_dim, width, name=name, options=options)
+
+        self.generator = generator("generator")
+        self.discriminator = call_with_options(
+            self.backbone.build_discriminator, size, channels, width, norm=self.recipe.d_norm,
+            num_classes=self.num_classes if self.conditional else 0, heads=self.heads(),
+            options={k: v for k, v in options.items() if k != "d_norm"})
+        self.decoders = call_with_options(self.backbone.build_auxiliary, size, channels, width,
+                                          options=options)
+        self.ema_generator = None
+        if self.ema_decay:
+            self.ema_generator = generator("ema_generator")
+            self.ema_generator.set_weights(self.generator.get_weights())
+
+    @property
+    def discriminator_variables(self) -> list:
+        """What the discriminator's optimizer trains: D and the networks trained with it."""
+        auxiliary = [v for net in (self.decoders or {}).values() for v in net.trainable_variables]
+        return self.discriminator.trainable_variables + auxiliary
 
     # ---- what subclasses define -------------------------------------------------------------
     @property
@@ -114,15 +143,14 @@ class GAN(keras.Model):
     def generator_input(self, z, u, class_ids):
         return z
 
-    def discriminator_loss(self, real_out, fake_out, u, class_ids):
+    def discriminator_loss(self, step: Step):
         raise NotImplementedError
 
-    def generator_loss(self, fake_out, u, class_ids):
+    def generator_loss(self, step: Step):
         raise NotImplementedError
 
-    def penalty(self, real, fake, class_ids):
-        """Extra per-example D loss on the images themselves (WGAN-GP's gradient penalty)."""
-        return None
+    def write_extra_samples(self, folder) -> None:
+        """Figures beside the sample grids a GAN has to show (InfoGAN's code sweep)."""
 
     def export_info(self) -> dict:
         """GAN-specific settings for the exported metadata (InfoGAN's code sizes, n_critic...)."""
@@ -130,25 +158,25 @@ class GAN(keras.Model):
 
     def recipe_info(self) -> dict:
         """The recipe options, as get_config and the exported metadata record them."""
-        return {"upsample": self.upsample, "d_norm": self.d_norm, "r1_gamma": self.r1_gamma,
-                "lecam_weight": self.lecam_weight, "g_lr": self.g_lr, "d_lr": self.d_lr,
-                "g_fakes": self.g_fakes, "diffaugment_policy": self.diffaugment_policy,
-                "mbstd": self.mbstd}
+        return asdict(self.recipe)
 
-    def regularizers(self, real, real_out, fake_out, class_ids) -> dict:
+    def critic(self, class_ids):
+        """images -> D's scores of their augmented copies: the function input-gradient penalties
+        constrain (a D pass and augmentation draw of their own, taped by the input)."""
+        def scores(images):
+            return self.discriminate(self.augmenter(images, training=True), class_ids)["score"]
+
+        return scores
+
+    def regularizers(self, step: Step) -> dict:
         """Per-example D regularizers of the recipe, by name: R1 and LeCam (when switched on)."""
         terms = {}
-        if self.r1_gamma:
-            # Its own D pass (and augmentation draw) on the reals, as WGAN-GP's penalty takes:
-            # the loss's pass was not taped by the input, and the loop stays as it is.
-            def critic(images):
-                return self.discriminate(self.augmenter(images, training=True),
-                                         class_ids)["score"]
-
-            terms["r1"] = 0.5 * self.r1_gamma * r1_penalty(critic, real)
-        if self.lecam_weight:
-            terms["lecam"] = self.lecam_weight * self.lecam_term(real_out["score"],
-                                                                 fake_out["score"])
+        if self.recipe.r1_gamma:
+            terms["r1"] = 0.5 * self.recipe.r1_gamma * r1_penalty(self.critic(step.class_ids),
+                                                                  step.real)
+        if self.recipe.lecam_weight:
+            terms["lecam"] = self.recipe.lecam_weight * self.lecam_term(
+                step.real_out["score"], step.fake_out["score"])
         return terms
 
     def lecam_term(self, real_scores, fake_scores):
@@ -171,10 +199,10 @@ class GAN(keras.Model):
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         super().compile(**kwargs)
         lr, (b1, b2) = self.default_learning_rate, self.default_betas
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(self.g_lr or lr, beta_1=b1,
-                                                                beta_2=b2)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(self.d_lr or lr, beta_1=b1,
-                                                                beta_2=b2)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(self.recipe.g_lr or lr,
+                                                                beta_1=b1, beta_2=b2)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(self.recipe.d_lr or lr,
+                                                                beta_1=b1, beta_2=b2)
         if self.generator.dtype_policy.compute_dtype == "float16":
             # float16 gradients underflow without loss scaling; Keras only wraps the optimizer
             # given to compile(optimizer=...), so the two GAN optimizers are wrapped here.
@@ -184,7 +212,7 @@ class GAN(keras.Model):
                 for opt in (self.g_optimizer, self.d_optimizer))
         # Built now so their state exists before a checkpoint is restored into it (resume).
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.d_optimizer.build(self.discriminator_variables)
 
     @property
     def metrics(self):
@@ -237,50 +265,56 @@ class GAN(keras.Model):
     def train_step(self, data):
         real, class_ids = self.unpack(data)
         batch_size = tf.shape(real)[0]
-        logs = {}
         g_tape = tf.GradientTape()
-        for step in range(self.d_steps):
+        for d_step in range(self.d_steps):
             z, u = self.draw_noise(batch_size)
             # The last D step's fakes are taped so the generator update reuses them (as PyTorch's
             # DCGAN example does) instead of running the generator forward again; the fakes of
             # WGAN-GP's earlier critic steps train only the critic and need no tape.
-            reuse = step == self.d_steps - 1 and self.g_fakes == "reused"
+            reuse = d_step == self.d_steps - 1 and self.recipe.g_fakes == "reused"
             with g_tape if reuse else contextlib.nullcontext():
                 fake = self.generator(self.generator_input(z, u, class_ids), training=True)
             with tf.GradientTape() as tape:
-                real_out = self.discriminate(self.augmenter(real, training=True), class_ids)
-                fake_out = self.discriminate(
-                    self.augmenter(tf.stop_gradient(fake), training=True), class_ids)
-                d_loss, d_terms = self.discriminator_loss(real_out, fake_out, u, class_ids)
-                penalty = self.penalty(real, fake, class_ids)
-                if penalty is not None:
-                    d_loss += penalty
-                    d_terms["gp"] = penalty
-                for name, term in self.regularizers(real, real_out, fake_out, class_ids).items():
-                    d_loss += term
-                    d_terms[name] = term
+                d_loss, d_terms, real_out = self._discriminator_terms(real, fake, z, u, class_ids)
                 d_total = self._average(d_loss, batch_size)
-            self._apply(self.d_optimizer, d_total, tape, self.discriminator.trainable_variables)
+            self._apply(self.d_optimizer, d_total, tape, self.discriminator_variables)
         self.augmenter.update(real_out["score"])
-        logs.update(d_terms)
 
-        if self.g_fakes == "fresh":  # new noise through the generator, after the D update
+        if self.recipe.g_fakes == "fresh":  # new noise through the generator, after the D update
             with g_tape:
                 z, u = self.draw_noise(batch_size)
                 fake = self.generator(self.generator_input(z, u, class_ids), training=True)
         with g_tape:  # the updated discriminator judges the fakes (the same ones, when reused)
-            fake_out = self.discriminate(self.augmenter(fake, training=True), class_ids)
-            g_loss, g_terms = self.generator_loss(fake_out, u, class_ids)
+            fake_seen = self.augmenter(fake, training=True)
+            step = Step(real, None, fake, fake_seen, None,
+                        self.discriminate(fake_seen, class_ids), z, u, class_ids)
+            g_loss, g_terms = self.generator_loss(step)
             g_total = self._average(g_loss, batch_size)
         self._apply(self.g_optimizer, g_total, g_tape, self.generator.trainable_variables)
-        logs.update(g_terms)
         self.g_steps.assign_add(1)
         self._update_ema()
+        return self._log(d_loss, g_loss, {**d_terms, **g_terms})
 
+    def _discriminator_terms(self, real, fake, z, u, class_ids):
+        """(per-example D loss, its named terms, D's output on the reals) of one D step: the
+        GAN's loss, the recipe's regularizers and the backbone's auxiliary terms, summed."""
+        real_seen = self.augmenter(real, training=True)
+        fake_seen = self.augmenter(tf.stop_gradient(fake), training=True)
+        real_out = self.discriminate(real_seen, class_ids)
+        step = Step(real, real_seen, tf.stop_gradient(fake), fake_seen, real_out,
+                    self.discriminate(fake_seen, class_ids), z, u, class_ids)
+        d_loss, terms = self.discriminator_loss(step)
+        for name, term in {**self.regularizers(step),
+                           **self.backbone.auxiliary_terms(self, step)}.items():
+            d_loss += term
+            terms[name] = term
+        return d_loss, terms, real_out
+
+    def _log(self, d_loss, g_loss, terms: dict) -> dict:
         self.trackers["d_loss"].update_state(d_loss)
         self.trackers["g_loss"].update_state(g_loss)
         for name in self.extra_losses:
-            self.trackers[name].update_state(logs[name])
+            self.trackers[name].update_state(terms[name])
         out = {name: tracker.result() for name, tracker in self.trackers.items()}
         if self.augmenter.p is not None:
             out["ada_p"] = self.augmenter.p

@@ -2,7 +2,7 @@
 
 The generator gets the class as a one-hot vector concatenated to z (its first layer is dense, so
 this is as expressive as an embedding and needs no extra weights to save). The discriminator is
-the projection discriminator of networks.build_discriminator (Miyato & Koyama 2018): with few
+the projection discriminator of backbones.common.discriminator_outputs (Miyato & Koyama 2018): with few
 images per class an inner product with a class embedding is more stable than one-hot planes.
 """
 

@@ -10,6 +10,7 @@ The console script keras-ganaug-train-gan and train_gan.py of a checkout both ru
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from keras_ganaug import runtime
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
@@ -21,9 +22,16 @@ from keras_ganaug.errors import (
     quiet_tensorflow,
     run_cli,
 )
-from keras_ganaug.gans.recipes import DEFAULT_KIMG, DEFAULT_RECIPE, RECIPE_NAMES, TODAY
-from keras_ganaug.gans.registry import AUGMENT_KINDS, D_NORMS, G_FAKES, GAN_NAMES, UPSAMPLE_KINDS
-from keras_ganaug.gans.training import GAN_OPTIONS, GANConfig, check_config, resolve_recipe
+from keras_ganaug.gans.config import GAN_OPTIONS, GANConfig, check_config
+from keras_ganaug.gans.recipes import (
+    DEFAULT_KIMG,
+    DEFAULT_RECIPE,
+    RECIPE_NAMES,
+    TODAY,
+    Recipe,
+    resolve_recipe,
+)
+from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,35 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "given explicitly wins over the recipe")
     recipes.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
                          help=f"default {DEFAULT_RECIPE}: the package's defaults")
-    recipes.add_argument("--upsample", choices=UPSAMPLE_KINDS,
-                         help="generator 2x stages: transpose (strided transposed conv, default) or "
-                              "resize (nearest-neighbour 2x + 3x3 conv)")
-    recipes.add_argument("--d-norm", choices=D_NORMS,
-                         help="discriminator normalization (default: the GAN's own, batch; layer "
-                              "for wgan-gp); spectral wraps every D conv and the score dense")
-    recipes.add_argument("--r1-gamma", type=float,
-                         help="R1 penalty gamma/2 ||grad D(x_real)||^2 (default 0: off; not "
-                              "wgan-gp, not with --d-norm batch)")
-    recipes.add_argument("--lecam-weight", type=float,
-                         help="LeCam regularization weight (Tseng et al. 2021; default 0: off)")
-    recipes.add_argument("--g-lr", type=float, help="generator learning rate (default: the GAN's)")
-    recipes.add_argument("--d-lr", type=float,
-                         help="discriminator learning rate (default: the GAN's)")
-    recipes.add_argument("--g-fakes", choices=G_FAKES,
-                         help="generator step on the last D step's fakes (reused, default) or on "
-                              "fresh ones drawn after the D update")
-    recipes.add_argument("--mbstd", action="store_true", default=None,
-                         help="a minibatch standard-deviation channel in the discriminator "
-                              "(Karras et al. 2018), against one-look fakes; not with R1 or wgan-gp")
+    for option in fields(Recipe):  # every recipe option is a flag, default None: the recipe's
+        recipes.add_argument("--" + option.name.replace("_", "-"), **option.metadata)
     recipes.add_argument("--init-from", metavar="RUN",
                          help="start the networks from an earlier train_gan.py run (e.g. one on "
                               "the majority class) and fine-tune them on these images")
     recipes.add_argument("--freeze-d-blocks", type=int, metavar="K",
                          help="with --init-from: keep the discriminator's first K conv blocks as "
                               "pretrained (FreezeD; default 0)")
-    recipes.add_argument("--diffaugment-policy",
-                         help="with --augment diffaugment: a subset of color,translation,cutout "
-                              "(default all three)")
     p.add_argument("--ema", type=float, default=0.999,
                    help="EMA decay of the exported generator; 0 exports the raw generator")
     p.add_argument("--seed", type=int, default=0, help="fixes subset, initialisation and noise")

@@ -77,7 +77,7 @@ def inference_copy(model: keras.Model) -> keras.Model:
     def stock_float32(layer):
         cls = type(layer)
         # fast_layers extend the stock layers: their base computes the same. Other layers of
-        # the package (networks.MinibatchStdDev) are stock-free already and stay as they are.
+        # the package (backbones.common.MinibatchStdDev, the few-shot backbone's layers) are stock-free already and stay as they are.
         while cls.__module__ == "keras_ganaug.gans.fast_layers":
             cls = cls.__base__
         config = {**layer.get_config(), "dtype": "float32"}
@@ -169,8 +169,8 @@ class GeneratorModule(tf.Module):
             tf.TensorSpec((None, gan.latent_size), tf.float32, name="latent"),
             tf.TensorSpec((None,), tf.int32, name="class_ids")])
         self.metadata = _metadata_endpoint(metadata)
-        self._cont_codes = getattr(gan, "cont_codes", None)
-        if hasattr(gan, "coded_inputs"):  # InfoGAN: sample with chosen latent codes
+        self._cont_codes = gan.cont_codes if gan.latent_codes else None
+        if gan.latent_codes:  # InfoGAN: sample with chosen latent codes
             self.generate_with_codes = tf.function(generate_with_codes)
             _trace_any_int(self.generate_with_codes, CODES_INTS, *_code_specs(gan.cont_codes))
 
@@ -265,7 +265,7 @@ def export_gan(gan, out_dir: str | os.PathLike, metadata: dict | None = None) ->
                 "image_size": gan.image_size, "channels": gan.channels,
                 "latent_size": gan.latent_size, "latent_dim": gan.latent_dim,
                 "num_classes": gan.num_classes, "ema": gan.ema_generator is not None,
-                **gan.export_info()}
+                "width": gan.width, **gan.recipe_info(), **gan.export_info()}
     for stale in out_dir.glob(".export-*"):  # left by a run killed mid-export
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))

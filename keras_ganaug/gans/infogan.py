@@ -17,12 +17,14 @@ import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.base import Step
 from keras_ganaug.gans.dcgan import DCGAN
 
 
 @keras.saving.register_keras_serializable(package="keras_ganaug")
 class InfoGAN(DCGAN):
     gan_type = "infogan"
+    latent_codes = True
     extra_losses = ("info_cat", "info_cont")
     config_options = ("cat_codes", "cont_codes")
     lambda_cat = 1.0
@@ -78,13 +80,13 @@ class InfoGAN(DCGAN):
         total = adversarial + self.lambda_cat * cat_loss + self.lambda_cont * cont_loss
         return total, {"info_cat": cat_loss, "info_cont": cont_loss}
 
-    def discriminator_loss(self, real_out, fake_out, u, class_ids):
-        adversarial, _ = super().discriminator_loss(real_out, fake_out, u, class_ids)
-        return self._with_information(adversarial, fake_out, u)
+    def discriminator_loss(self, step: Step):
+        adversarial, _ = super().discriminator_loss(step)
+        return self._with_information(adversarial, step.fake_out, step.u)
 
-    def generator_loss(self, fake_out, u, class_ids):
-        adversarial, _ = super().generator_loss(fake_out, u, class_ids)
-        return self._with_information(adversarial, fake_out, u)
+    def generator_loss(self, step: Step):
+        adversarial, _ = super().generator_loss(step)
+        return self._with_information(adversarial, step.fake_out, step.u)
 
     # ---- sampling with explicit codes --------------------------------------------------------
     def coded_inputs(self, count, seed, categorical, continuous):
@@ -115,14 +117,14 @@ class InfoGAN(DCGAN):
         inputs = self.latent_with_codes(z, categorical, continuous)
         return self.sampling_generator(inputs, training=False)
 
-    def write_code_sweep(self, path: str | os.PathLike, columns: int = 8) -> None:
-        """The code sweep grid as a PNG: what each code controls, at a glance."""
+    def write_extra_samples(self, folder: str | os.PathLike, columns: int = 8) -> None:
+        """FOLDER/codes.png, the code sweep grid: what each code controls, at a glance."""
         from keras_ganaug.data.images import to_uint8
         from keras_ganaug.plots import image_grid, save_png
 
         images = to_uint8(self.code_sweep(columns)).numpy()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_png(image_grid(images, columns=columns), path)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        save_png(image_grid(images, columns=columns), Path(folder) / "codes.png")
 
     def export_info(self) -> dict:
         return {"cat_codes": self.cat_codes, "cont_codes": self.cont_codes,

@@ -1,18 +1,23 @@
-"""Named GAN recipes: bundles of the recipe options, the candidates bench/gan_recipes.py ranks.
+"""The recipe spec and the named recipes: how a GAN's networks are built and what the loop adds
+to its losses.
 
-A recipe sets GANConfig fields among RECIPE_FIELDS; a field given explicitly (a flag, or a
-GANConfig value other than None) wins over the recipe, and a field neither sets keeps TODAY's
-value. `today` sets nothing: the package's defaults, which stay the default until a search
-(issue 15) has shown a better recipe on the study's data. Plain data, importable without
-TensorFlow: the CLI reads the names for `choices=` before parsing flags.
+`Recipe` is the one owner of the recipe options: the GAN holds one (frozen), train_gan.py's flags,
+GANConfig's recipe fields, the --resume keys and the checks are read off its fields, so a new
+option is a field here and its GANConfig field. A named recipe sets GANConfig fields among
+RECIPE_FIELDS; a field given explicitly (a flag, or a GANConfig value other than None) wins over the
+recipe, and a field neither sets keeps TODAY's value. Plain data, importable without TensorFlow:
+the CLI reads the names for `choices=` before parsing flags.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import argparse
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.registry import (
+    ADVERSARIAL_LOSSES,
+    ARCHS,
     BATCH_COUPLED_NORMS,
     D_NORMS,
     G_FAKES,
@@ -20,20 +25,138 @@ from keras_ganaug.gans.registry import (
     UPSAMPLE_KINDS,
 )
 
-# Today's values of every field a recipe may set. None: d_norm the GAN's own (batch; layer for
-# WGAN-GP), learning rates the GAN's default_learning_rate, the full DiffAugment policy.
-TODAY = {"width": 64, "augment": "none", "upsample": "transpose", "d_norm": None,
-         "r1_gamma": 0.0, "lecam_weight": 0.0, "g_lr": None, "d_lr": None, "g_fakes": "reused",
-         "diffaugment_policy": None, "freeze_d_blocks": 0, "mbstd": False}
+
+def _option(default, help: str, **flag):
+    """A Recipe field and the train_gan.py flag it becomes (argparse keywords in `flag`)."""
+    return field(default=default, metadata={"help": help, **flag})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The options of a GAN's networks and losses. None: the backbone's value (ARCH_DEFAULTS),
+    and for d_norm under the DCGAN backbone the GAN's own (batch; layer for WGAN-GP)."""
+
+    arch: str = _option("dcgan", "networks: dcgan (strided / transposed convolutions) or fastgan "
+                        "(few-shot: resize-conv, GLU, skip-layer excitation, noise; residual D "
+                        "with self-supervised decoders)", choices=ARCHS)
+    upsample: str | None = _option(None, "generator 2x stages: transpose (strided transposed "
+                                   "conv; dcgan's) or resize (nearest 2x + 3x3 conv; fastgan's)",
+                                   choices=UPSAMPLE_KINDS)
+    d_norm: str | None = _option(None, "discriminator normalization (dcgan: the GAN's own, batch; "
+                                 "layer for wgan-gp; fastgan: spectral)", choices=D_NORMS)
+    r1_gamma: float = _option(0.0, "R1 penalty gamma/2 ||grad D(x_real)||^2 (default 0: off; "
+                              "not wgan-gp, not with --d-norm batch)", type=float)
+    lecam_weight: float = _option(0.0, "LeCam regularization weight (Tseng et al. 2021; "
+                                  "default 0: off)", type=float)
+    g_lr: float | None = _option(None, "generator learning rate (default: the GAN's)", type=float)
+    d_lr: float | None = _option(None, "discriminator learning rate (default: the GAN's)",
+                                 type=float)
+    g_fakes: str = _option("reused", "generator step on the last D step's fakes (reused, "
+                           "default) or on fresh ones drawn after the D update", choices=G_FAKES)
+    diffaugment_policy: str | None = _option(None, "with --augment diffaugment: a subset of "
+                                             "color,translation,cutout (default all three)")
+    mbstd: bool = _option(False, "a minibatch standard-deviation channel in the discriminator "
+                          "(Karras et al. 2018); not with R1 or wgan-gp",
+                          action=argparse.BooleanOptionalAction)
+    loss: str = _option("logistic", "adversarial loss of dcgan, cgan and infogan: logistic "
+                        "(non-saturating, default) or hinge", choices=ADVERSARIAL_LOSSES)
+    recon_weight: float | None = _option(None, "weight of the fastgan discriminator's "
+                                         "self-supervised reconstruction loss (fastgan 1; 0 "
+                                         "drops the decoders)", type=float)
+    excitation: bool | None = _option(None, "fastgan's skip-layer excitation (default on)",
+                                      action=argparse.BooleanOptionalAction)
+
+    def resolved(self, gan_d_norm: str) -> Recipe:
+        """Every None replaced: the backbone's value, else (d_norm) the GAN's own."""
+        if self.arch not in ARCHS:
+            raise UserError(f"--arch {self.arch}: expected one of {', '.join(ARCHS)}")
+        values = {k: v for k, v in ARCH_DEFAULTS[self.arch].items() if getattr(self, k) is None}
+        if (self.d_norm or values.get("d_norm")) is None:
+            values["d_norm"] = gan_d_norm
+        return replace(self, **values)
+
+    def check(self, gan_type: str, augment: str) -> None:
+        """Refuse options that cannot work, one line naming the flag. Call on a resolved recipe
+        for the checks that need the norm; an unresolved d_norm None passes them."""
+        for ok, message in self._checks(gan_type, augment):
+            if not ok:
+                raise UserError(message)
+
+    def _checks(self, gan_type: str, augment: str) -> list[tuple[bool, str]]:
+        penalised = ("--r1-gamma" if self.r1_gamma
+                     else f"--gan {gan_type}'s gradient penalty")
+        per_sample = bool(self.r1_gamma or gan_type in GRADIENT_PENALTY_GANS)
+        checks = [(getattr(self, name) is None or getattr(self, name) in choices,
+                   f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of "
+                   f"{', '.join(choices)}")
+                  for name, choices in (("arch", ARCHS), ("upsample", UPSAMPLE_KINDS),
+                                        ("d_norm", D_NORMS), ("g_fakes", G_FAKES),
+                                        ("loss", ADVERSARIAL_LOSSES))]
+        checks += [
+            (self.r1_gamma >= 0, f"--r1-gamma {self.r1_gamma}: expected 0 (off) or more"),
+            (self.lecam_weight >= 0,
+             f"--lecam-weight {self.lecam_weight}: expected 0 (off) or more"),
+            (self.g_lr is None or self.g_lr > 0,
+             f"--g-lr {self.g_lr}: expected a learning rate above 0"),
+            (self.d_lr is None or self.d_lr > 0,
+             f"--d-lr {self.d_lr}: expected a learning rate above 0"),
+            (self.diffaugment_policy is None or augment == "diffaugment",
+             f"--diffaugment-policy: applies to --augment diffaugment, not --augment {augment}"),
+            (not self.r1_gamma or gan_type not in GRADIENT_PENALTY_GANS,
+             f"--r1-gamma: --gan {gan_type} has its own gradient penalty (--gp-weight); R1 is "
+             f"for the GANs with a logistic loss"),
+            # A per-sample input gradient taken through batch norm in training mode is not one
+            # sample's: d sum_j D(x_j) / dx_i picks up every x_j through the batch statistics.
+            # Evaluating D in inference mode instead would penalise another function than the
+            # one trained, so the combination is refused rather than approximated.
+            (self.d_norm not in BATCH_COUPLED_NORMS or not per_sample,
+             f"--d-norm {self.d_norm}: batch norm couples the samples of a batch, so the "
+             f"per-sample input gradient of {penalised} is not one sample's; use --d-norm "
+             f"spectral, layer or none"),
+            # The same coupling, through the batch's standard deviation.
+            (not self.mbstd or not per_sample,
+             f"--mbstd: the batch's standard deviation couples its samples, so the per-sample "
+             f"input gradient of {penalised} is not one sample's"),
+            (self.loss == "logistic" or gan_type not in GRADIENT_PENALTY_GANS,
+             f"--loss {self.loss}: --gan {gan_type} has its own (Wasserstein) loss"),
+            (self.recon_weight is None or self.recon_weight >= 0,
+             f"--recon-weight {self.recon_weight}: expected 0 (off) or more"),
+            (self.arch == "fastgan" or not (self.recon_weight or self.excitation),
+             f"--recon-weight / --excitation: the fastgan backbone's, not --arch {self.arch}'s"),
+            (self.arch != "fastgan" or self.d_norm not in BATCH_COUPLED_NORMS,
+             f"--d-norm {self.d_norm}: the fastgan discriminator keeps its samples apart; use "
+             f"spectral, layer or none"),
+        ]
+        if self.diffaugment_policy is not None:
+            from keras_ganaug.gans.augment import parse_policy  # TensorFlow: only when asked
+
+            checks.append((bool(parse_policy(self.diffaugment_policy)),
+                           "--diffaugment-policy: expected at least one of "
+                           "color,translation,cutout"))
+        return checks
+
+
+RECIPE_OPTIONS = tuple(f.name for f in fields(Recipe))  # what the GAN constructor takes
+# What each backbone stands for where a recipe leaves a value None (d_norm None under dcgan:
+# the GAN's own).
+ARCH_DEFAULTS = {
+    "dcgan": {"upsample": "transpose", "recon_weight": 0.0, "excitation": False},
+    "fastgan": {"upsample": "resize", "d_norm": "spectral", "recon_weight": 1.0,
+                "excitation": True},
+}
+# Today's values of every field a recipe may set: the Recipe's own, the networks' width and
+# augmentation, and FreezeD's block count (a transfer option the run, not the GAN, applies).
+TODAY = {"width": 64, "augment": "none", **asdict(Recipe()), "freeze_d_blocks": 0}
 RECIPE_FIELDS = tuple(TODAY)
-# Recipe fields the GAN constructor takes under the same name (width and augment it takes anyway).
-RECIPE_OPTIONS = ("upsample", "d_norm", "r1_gamma", "lecam_weight", "g_lr", "d_lr", "g_fakes",
-                  "diffaugment_policy", "mbstd")
 
 # The candidates. Values follow the papers' small-data settings scaled to DCGAN-sized nets:
 # TTUR's 1:4 rates as in SAGAN (Zhang et al. 2019); LeCam's weight of the order Tseng et al.
 # use with DiffAugment; R1's gamma 1 for images in [-1, 1] (Mescheder et al. use 10 at 256 px
 # on large sets; StyleGAN2-ADA's heuristic gives ~0.01 at 64 px: the search should bracket it).
+# Width 32: at 64 it trains at a quarter of the DCGAN's images per second on 2 CPU cores, at 32
+# about the same (measured 2026-12-04, in the stage-3 notes of docs/results/gan_recipes).
+FASTGAN = {"arch": "fastgan", "width": 32, "augment": "diffaugment",
+           "diffaugment_policy": "color,translation"}
 RECIPES: dict[str, dict] = {
     "today": {},
     "diffaugment": {"augment": "diffaugment"},
@@ -59,6 +182,14 @@ RECIPES: dict[str, dict] = {
     # holes (docs/results/gan_recipes/README.md, stage 4). The demo job's recipe.
     "diffaugment-ct": {"augment": "diffaugment", "diffaugment_policy": "color,translation"},
     "wide": {"width": 128},
+    # The few-shot backbone (gans/backbones/fastgan.py) with DiffAugment colour + translation, as
+    # FastGAN trains, and its ablations: no decoders, no skip-layer excitation, transposed
+    # upsampling, the hinge loss FastGAN uses.
+    "fastgan": FASTGAN,
+    "fastgan-no-decoders": {**FASTGAN, "recon_weight": 0.0},
+    "fastgan-no-excitation": {**FASTGAN, "excitation": False},
+    "fastgan-transpose": {**FASTGAN, "upsample": "transpose"},
+    "fastgan-hinge": {**FASTGAN, "loss": "hinge"},
     # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps
     # the first two of D's conv blocks, the low-level features Mo et al. find transfer best.
     "transfer-freezed": {"freeze_d_blocks": 2},
@@ -90,50 +221,15 @@ def recipe_values(name: str, given: dict | None = None) -> dict:
 
 
 def resolve_recipe(config):
-    """A GANConfig with every recipe field set: its own value, else its recipe's, else today's."""
-    return replace(config, **recipe_values(config.recipe,
-                                           {k: getattr(config, k) for k in RECIPE_FIELDS}))
+    """A GANConfig with every recipe field set: its own value, else its recipe's, else today's,
+    and the backbone's defaults for what that leaves None (d_norm None: the GAN's own)."""
+    values = recipe_values(config.recipe, {k: getattr(config, k) for k in RECIPE_FIELDS})
+    arch = values["arch"]
+    if arch in ARCH_DEFAULTS:  # an unknown one is Recipe.check's to refuse
+        values.update({k: v for k, v in ARCH_DEFAULTS[arch].items() if values[k] is None})
+    return replace(config, **values)
 
 
-def check_recipe_options(gan_type: str, augment: str, upsample: str, d_norm: str | None,
-                         r1_gamma: float, lecam_weight: float, g_lr: float | None,
-                         d_lr: float | None, g_fakes: str, diffaugment_policy: str | None,
-                         mbstd: bool = False) -> None:
-    """Refuse recipe options that cannot work, one line naming the flag. d_norm None: the GAN's
-    own (then the batch-norm check is the GAN constructor's, which knows that norm)."""
-    penalised = "--r1-gamma" if r1_gamma else f"--gan {gan_type}'s gradient penalty"
-    checks = [
-        (upsample in UPSAMPLE_KINDS,
-         f"--upsample {upsample}: expected one of {', '.join(UPSAMPLE_KINDS)}"),
-        (d_norm is None or d_norm in D_NORMS,
-         f"--d-norm {d_norm}: expected one of {', '.join(D_NORMS)}"),
-        (r1_gamma >= 0, f"--r1-gamma {r1_gamma}: expected 0 (off) or more"),
-        (lecam_weight >= 0, f"--lecam-weight {lecam_weight}: expected 0 (off) or more"),
-        (g_lr is None or g_lr > 0, f"--g-lr {g_lr}: expected a learning rate above 0"),
-        (d_lr is None or d_lr > 0, f"--d-lr {d_lr}: expected a learning rate above 0"),
-        (g_fakes in G_FAKES, f"--g-fakes {g_fakes}: expected one of {', '.join(G_FAKES)}"),
-        (diffaugment_policy is None or augment == "diffaugment",
-         f"--diffaugment-policy: applies to --augment diffaugment, not --augment {augment}"),
-        (not r1_gamma or gan_type not in GRADIENT_PENALTY_GANS,
-         f"--r1-gamma: --gan {gan_type} has its own gradient penalty (--gp-weight); R1 is for "
-         f"the GANs with a logistic loss"),
-        # A per-sample input gradient taken through batch norm in training mode is not one
-        # sample's: d sum_j D(x_j) / dx_i picks up every x_j through the batch statistics.
-        # Evaluating D in inference mode instead would penalise another function than the one
-        # trained, so the combination is refused rather than approximated.
-        (d_norm not in BATCH_COUPLED_NORMS or not (r1_gamma or gan_type in GRADIENT_PENALTY_GANS),
-         f"--d-norm {d_norm}: batch norm couples the samples of a batch, so the per-sample input "
-         f"gradient of {penalised} is not one sample's; use --d-norm spectral, layer or none"),
-        # The same coupling, through the batch's standard deviation.
-        (not mbstd or not (r1_gamma or gan_type in GRADIENT_PENALTY_GANS),
-         f"--mbstd: the batch's standard deviation couples its samples, so the per-sample input "
-         f"gradient of {penalised} is not one sample's"),
-    ]
-    if diffaugment_policy is not None:
-        from keras_ganaug.gans.augment import parse_policy  # TensorFlow: only when asked
-
-        checks.append((bool(parse_policy(diffaugment_policy)),
-                       "--diffaugment-policy: expected at least one of color,translation,cutout"))
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+def config_recipe(config) -> Recipe:
+    """The Recipe of a (resolved) GANConfig."""
+    return Recipe(**{name: getattr(config, name) for name in RECIPE_OPTIONS})

@@ -14,7 +14,10 @@ AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augment.py
 ADA_REFUSED = {"wgan-gp": "its overfitting signal, the sign of D(real), means nothing for the "
                           "WGAN-GP critic, whose scores have no fixed centre"}
 CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")
-# The recipe options (issue 15): how the networks are built and what the loop adds to the losses.
+# The recipe options (gans/recipes.Recipe): how the networks are built, what the loop adds to the
+# losses. --arch: the backbones, each a module of networks in gans/backbones/.
+ARCHS = ("dcgan", "fastgan")
+ADVERSARIAL_LOSSES = ("logistic", "hinge")  # --loss of the GANs with a logistic loss
 UPSAMPLE_KINDS = ("transpose", "resize")  # --upsample: strided transposed conv, or NN 2x + 3x3 conv
 D_NORMS = ("batch", "layer", "spectral", "none")  # --d-norm (default: the GAN's own)
 G_FAKES = ("reused", "fresh")  # --g-fakes: the G step judges the D step's fakes, or new ones

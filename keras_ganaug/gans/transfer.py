@@ -19,8 +19,9 @@ from pathlib import Path
 from keras_ganaug.errors import UserError
 
 # Settings that fix the networks' shapes: an earlier run must share them to be started from.
-ARCHITECTURE_KEYS = ("gan", "conditional", "image_size", "channels", "latent_dim", "width",
-                     "upsample", "d_norm", "mbstd", "cat_codes", "cont_codes")
+ARCHITECTURE_KEYS = ("gan", "conditional", "image_size", "channels", "latent_dim", "width", "arch",
+                     "upsample", "d_norm", "mbstd", "recon_weight", "excitation", "cat_codes",
+                     "cont_codes")
 
 
 def read_init_run(init_from: str, settings: dict, defaults: dict) -> tuple[dict, dict]:
@@ -67,36 +68,19 @@ def copy_networks(gan, earlier_gan, checkpoints: Path) -> None:
 
     GANCheckpoint(checkpoints, 1).restore(earlier_gan)
     pairs = [(gan.generator, earlier_gan.generator),
-             (gan.discriminator, earlier_gan.discriminator)]
+             (gan.discriminator, earlier_gan.discriminator),
+             *((gan.decoders[k], earlier_gan.decoders[k]) for k in (gan.decoders or {}))]
     if gan.ema_generator is not None:
         pairs.append((gan.ema_generator, earlier_gan.ema_generator or earlier_gan.generator))
     for network, earlier in pairs:
         network.set_weights(earlier.get_weights())
 
 
-def discriminator_blocks(discriminator) -> list[list]:
-    """The discriminator's conv blocks in order: each a conv (or spectral-norm wrapper) and the
-    layers after it up to the next conv (norm, activation); the score head is no block."""
-    import keras
-
-    blocks: list[list] = []
-    for layer in discriminator.layers:
-        conv = isinstance(layer, keras.layers.Conv2D) or (
-            isinstance(layer, keras.layers.SpectralNormalization)
-            and isinstance(layer.layer, keras.layers.Conv2D))
-        if conv:
-            blocks.append([layer])
-        elif blocks and isinstance(layer, keras.layers.Flatten):
-            break
-        elif blocks:
-            blocks[-1].append(layer)
-    return blocks
-
-
-def freeze_d_blocks(discriminator, count: int) -> None:
-    """Make the first `count` conv blocks untrainable; call before compile, which builds the
-    optimizer over the trainable weights. A frozen batch norm runs on its moving statistics."""
-    blocks = discriminator_blocks(discriminator)
+def freeze_d_blocks(gan, count: int) -> None:
+    """Make the first `count` of D's blocks (as its backbone cuts them) untrainable; call before
+    compile, which builds the optimizer over the trainable weights. A frozen batch norm runs on
+    its moving statistics."""
+    blocks = gan.backbone.discriminator_blocks(gan.discriminator)
     if count > len(blocks):
         raise UserError(f"--freeze-d-blocks {count}: the discriminator has {len(blocks)} conv "
                         f"blocks at this --image-size")

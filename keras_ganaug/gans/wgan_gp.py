@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.base import GAN
+from keras_ganaug.gans.base import GAN, Step
 from keras_ganaug.gans.cgan import OneHotConditioning
 from keras_ganaug.gans.registry import ADA_REFUSED
 
@@ -61,19 +61,15 @@ class WGANGP(GAN):
         super().__init__(*args, **kwargs)
         self.d_steps, self.gp_weight = n_critic, gp_weight  # d_steps: the loop's n_critic
 
-    def discriminator_loss(self, real_out, fake_out, u, class_ids):
-        return critic_scores(fake_out) - critic_scores(real_out), {}
+    def discriminator_loss(self, step: Step):
+        alpha = keras.random.uniform((tf.shape(step.real)[0], 1, 1, 1), seed=self.seed_generator)
+        penalty = self.gp_weight * gradient_penalty(self.critic(step.class_ids), step.real,
+                                                    step.fake, alpha)
+        wasserstein = critic_scores(step.fake_out) - critic_scores(step.real_out)
+        return wasserstein + penalty, {"gp": penalty}
 
-    def generator_loss(self, fake_out, u, class_ids):
-        return -critic_scores(fake_out), {}
-
-    def penalty(self, real, fake, class_ids):
-        alpha = keras.random.uniform((tf.shape(real)[0], 1, 1, 1), seed=self.seed_generator)
-
-        def critic(images):
-            return self.discriminate(self.augmenter(images, training=True), class_ids)["score"]
-
-        return self.gp_weight * gradient_penalty(critic, real, fake, alpha)
+    def generator_loss(self, step: Step):
+        return -critic_scores(step.fake_out), {}
 
     def export_info(self) -> dict:
         return {"n_critic": self.d_steps, "gp_weight": self.gp_weight}

@@ -61,7 +61,7 @@ def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
     gans = sorted({m.gan for m in methods if m.gan})
     if not gans:
         return
-    from keras_ganaug.gans.networks import check_image_size
+    from keras_ganaug.gans.backbones.common import check_image_size
     from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
 
     missing = [gan for gan in gans if gan not in GAN_NAMES]
@@ -81,7 +81,8 @@ def train_generator(config: StudyConfig, cell: Cell, out: Path,
 
     class_name: another class than the minority (its own GAN for +all-classes), every image of it.
     """
-    from keras_ganaug.gans.training import GANConfig, run
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training import run
 
     started = (out / "run_config.json").is_file()
     gan = GANConfig(data=data_root(config), class_name=class_name or config.minority,
