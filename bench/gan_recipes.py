@@ -112,8 +112,8 @@ def train_variant(args, recipe: str, n_real: int, seed: int, minutes: float, out
     from keras_ganaug.gans.training_data import prepare_training_set, real_batches
 
     config = GANConfig(data=args.data, class_name=args.class_name, gan="dcgan", n_real=n_real,
-                       image_size=args.image_size, batch_size=args.batch_size, seed=seed,
-                       recipe=recipe, verbose=0)
+                       image_size=args.image_size, channels=args.channels,
+                       batch_size=args.batch_size, seed=seed, recipe=recipe, verbose=0)
     config = resolve_recipe(config)
     if config.freeze_d_blocks:
         config.init_from = pretrain(args, config)
@@ -200,12 +200,15 @@ def measure_runs(args, runs: list[tuple[str, str]], features) -> list[dict]:
         except UserError as e:
             raise UserError(f"--add-run {label}={run_dir}: not a finished train_gan.py run "
                             f"({e})") from None
-        if meta.get("trained_class") != args.class_name or meta.get("conditional"):
-            raise UserError(f"--add-run {label}={run_dir}: trained on "
-                            f"{meta.get('trained_class')!r}, expected --class {args.class_name}")
+        # A conditional run is measured on the class it was cut for (asked for that class).
+        made = meta.get("minority_class" if meta.get("conditional") else "trained_class")
+        if made != args.class_name:
+            raise UserError(f"--add-run {label}={run_dir}: trained on {made!r}, expected "
+                            f"--class {args.class_name}")
         # The measures rebuild the images it saw from (N, seed) and the study's split: a run
         # with another split or size would be scored against the wrong "seen" set.
-        wanted = {"val_fraction": features().config.val_fraction, "image_size": args.image_size}
+        wanted = {"val_fraction": features().config.val_fraction, "image_size": args.image_size,
+                  "channels": args.channels}
         wrong = {k: meta.get(k) for k, v in wanted.items() if meta.get(k) != v}
         if wrong:
             raise UserError(f"--add-run {label}={run_dir}: trained with {wrong}, the bench "
@@ -341,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-kimg", type=float, default=200.0,
                    help="transfer recipes: pretraining budget in kimg (default 200)")
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3),
+                   help="1 for a grayscale set (--add-run runs trained with --channels 1)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", default="docs/results/gan_recipes",
                    help="results, samples and RECIPES.md (default docs/results/gan_recipes)")
@@ -368,7 +373,8 @@ def _main(argv: list[str] | None) -> int:
     def features():  # trained (or loaded from OUT/feature_extractor) on first use only
         if not space:
             space.append(FeatureSpace(StudyConfig(data=args.data, minority=args.class_name,
-                                                  image_size=args.image_size), Path(args.out)))
+                                                  image_size=args.image_size,
+                                                  channels=args.channels), Path(args.out)))
         return space[0]
 
     if args.add_run:
