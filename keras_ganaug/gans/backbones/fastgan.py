@@ -169,14 +169,16 @@ def _normalize(x, norm: str, name: str):
 
 def _down_block(x, channels: int, norm: str, prefix: str):
     """Residual 2x down-block: (4x4/2 conv, norm, act, 3x3 conv, norm, act) averaged with
-    (2x2 average pool, 1x1 conv, norm, act), as FastGAN's DownBlockComp."""
+    (2x2 average pool, 1x1 conv, norm, act), as FastGAN's DownBlockComp. The two convolutions
+    that feed the average have no bias: with one, TensorFlow's graph optimizer fails to fuse
+    conv + bias + LeakyReLU under the gradient tape and prints an error line every run."""
     conv = _conv(norm)
     main = conv(channels, 4, strides=2, padding="same", name=f"{prefix}_conv0")(x)
     main = _normalize(main, norm, f"{prefix}_main0")
-    main = conv(channels, 3, padding="same", name=f"{prefix}_conv1")(main)
+    main = conv(channels, 3, padding="same", use_bias=False, name=f"{prefix}_conv1")(main)
     main = _normalize(main, norm, f"{prefix}_main1")
     direct = layers.AveragePooling2D(2, name=f"{prefix}_pool")(x)
-    direct = conv(channels, 1, name=f"{prefix}_shortcut")(direct)
+    direct = conv(channels, 1, use_bias=False, name=f"{prefix}_shortcut")(direct)
     direct = _normalize(direct, norm, f"{prefix}_direct")
     return layers.Average(name=f"{prefix}_out")([main, direct])
 
