@@ -204,7 +204,7 @@ def test_mbstd_feeds_the_score_and_survives_a_keras_file_round_trip(tmp_path):
     ({"g_fakes": "stale"}, "--g-fakes stale: expected one of reused, fresh"),
     ({"diffaugment_policy": "color"}, "--diffaugment-policy: applies to --augment diffaugment"),
     ({"augment": "diffaugment", "diffaugment_policy": "blur"}, "DiffAugment policy"),
-    ({"upsample": "bilinear"}, "--upsample bilinear"),
+    ({"upsample": "bicubic"}, "--upsample bicubic"),
     ({"d_norm": "group"}, "--d-norm group"),
     ({"mbstd": True, "d_norm": "none", "r1_gamma": 1.0}, "--mbstd: the batch's standard deviation"),
 ])

@@ -40,8 +40,8 @@ class Recipe:
                         "(few-shot: resize-conv, GLU, skip-layer excitation, noise; residual D "
                         "with self-supervised decoders)", choices=ARCHS)
     upsample: str | None = _option(None, "generator 2x stages: transpose (strided transposed "
-                                   "conv; dcgan's) or resize (nearest 2x + 3x3 conv; fastgan's)",
-                                   choices=UPSAMPLE_KINDS)
+                                   "conv; dcgan's), resize (nearest 2x + 3x3 conv; fastgan's) or "
+                                   "bilinear (bilinear 2x + 3x3 conv)", choices=UPSAMPLE_KINDS)
     d_norm: str | None = _option(None, "discriminator normalization (dcgan: the GAN's own, batch; "
                                  "layer for wgan-gp; fastgan: spectral)", choices=D_NORMS)
     r1_gamma: float = _option(0.0, "R1 penalty gamma/2 ||grad D(x_real)||^2 (default 0: off; "
@@ -190,6 +190,10 @@ RECIPES: dict[str, dict] = {
     "fastgan-no-excitation": {**FASTGAN, "excitation": False},
     "fastgan-transpose": {**FASTGAN, "upsample": "transpose"},
     "fastgan-hinge": {**FASTGAN, "loss": "hinge"},
+    # Stage 3 variants: bilinear upsampling (the nearest-neighbour fakes showed a 2-px dot
+    # texture), and DiffAugment translation only (with colour, every fake came out pink).
+    "fastgan-bilinear": {**FASTGAN, "upsample": "bilinear"},
+    "fastgan-translation": {**FASTGAN, "diffaugment_policy": "translation"},
     # Needs --init-from RUN (bench/gan_recipes.py pretrains on --pretrain-class): FreezeD keeps
     # the first two of D's conv blocks, the low-level features Mo et al. find transfer best.
     "transfer-freezed": {"freeze_d_blocks": 2},

@@ -18,7 +18,9 @@ CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")
 # losses. --arch: the backbones, each a module of networks in gans/backbones/.
 ARCHS = ("dcgan", "fastgan")
 ADVERSARIAL_LOSSES = ("logistic", "hinge")  # --loss of the GANs with a logistic loss
-UPSAMPLE_KINDS = ("transpose", "resize")  # --upsample: strided transposed conv, or NN 2x + 3x3 conv
+# --upsample: strided transposed conv, or a 2x resize (nearest-neighbour or bilinear) + 3x3 conv
+UPSAMPLE_KINDS = ("transpose", "resize", "bilinear")
+INTERPOLATION = {"resize": "nearest", "bilinear": "bilinear"}  # the resize of each resize kind
 D_NORMS = ("batch", "layer", "spectral", "none")  # --d-norm (default: the GAN's own)
 G_FAKES = ("reused", "fresh")  # --g-fakes: the G step judges the D step's fakes, or new ones
 # D norms that couple the samples of a batch: a per-sample input gradient (R1, WGAN-GP's penalty)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from keras_ganaug.data import images as data_lib
@@ -100,112 +100,157 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     will be found: `out`, or the folder an --overwrite staged in `out` is to replace."""
     import keras
 
-    from keras_ganaug import runtime
     from keras_ganaug.gans import callbacks as cb
     from keras_ganaug.gans.export import export_gan
     from keras_ganaug.io import trim_history
     from keras_ganaug.plots import plot_history
 
-    arrays, labels, images = data.arrays, data.labels, data.images
-    class_name, class_id = data.class_name, data.class_id
     keras.utils.set_random_seed(config.seed)
     d_steps = config.n_critic if "n_critic" in gan_type.config_options else gan_type.d_steps
-    schedule = training_schedule(config, len(arrays), d_steps)
-    batch_size, epochs = schedule["batch_size"], schedule["epochs"]
-    steps_per_epoch = schedule["steps_per_epoch"]
-    precision = runtime.choose_precision(config.precision)
-    strategy = runtime.choose_strategy(config.strategy)
-    checkpoints = out / "checkpoints"
-    checkpoint = cb.GANCheckpoint(checkpoints, steps_per_epoch, config.checkpoint_every,
+    schedule = training_schedule(config, len(data.arrays), d_steps)
+    steps_per_epoch, epochs = schedule["steps_per_epoch"], schedule["epochs"]
+    checkpoint = cb.GANCheckpoint(out / "checkpoints", steps_per_epoch, config.checkpoint_every,
                                   min_seconds=config.checkpoint_seconds,
                                   last_step=epochs * steps_per_epoch)
+    gan, metadata = _build_for_run(config, data, schedule, checkpoint)
+    initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
+    trim_history(out / "history.csv", initial_epoch)
+    callbacks = _callbacks(config, out, gan, checkpoint, metadata, initial_epoch)
+    if config.verbose:
+        budget = (f"{metadata['kimg']:.1f} kimg" if config.epochs is None
+                  else f"{epochs} epochs")
+        print(f"{gan_type.gan_type}: {len(data.arrays)} images of {data.class_name!r} "
+              f"({config.image_size} px, batch {schedule['batch_size']}, {metadata['steps']} "
+              f"steps, {budget}; {len(data.held_out.files)} held out for validation) -> {final}")
+    start = time.perf_counter()
+    logs = _fit(gan, data, schedule, config.seed, callbacks, config.verbose,
+                (initial_epoch, initial_step))
+    seconds = time.perf_counter() - start
+    _refuse_diverged(callbacks, out, final, steps_per_epoch)
+    trained_steps = epochs * steps_per_epoch - (initial_epoch * steps_per_epoch + initial_step)
+    # train_seconds: this call's fit time (a resumed run's last part only).
+    export_gan(gan, out, {**metadata, "epochs_trained": epochs, "train_seconds": seconds})
+    callbacks.grids.write("final")
+    gan.write_extra_samples(out / "samples")
+    if (out / "history.csv").is_file():
+        plot_history(out / "history.csv", out / "loss_curves.png")
+    return {"out": str(final), "generator": str(final / "generator"), "epochs": epochs,
+            "steps": metadata["steps"], "kimg": metadata["kimg"],
+            "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
+            "images_per_second": (trained_steps * schedule["batch_size"] / seconds
+                                  if seconds > 0 and trained_steps > 0 else None),
+            "final_logs": logs}
+
+
+def _build_for_run(config: GANConfig, data: TrainingSet, schedule: dict, checkpoint):
+    """(the run's compiled GAN, built in its precision and strategy, and its metadata)."""
+    from keras_ganaug import runtime
+
+    precision = runtime.choose_precision(config.precision)
+    strategy = runtime.choose_strategy(config.strategy)
     # A resumed run's checkpoint holds every network: starting them from --init-from first
     # would build and restore the earlier run only to overwrite it.
     resuming = config.resume and checkpoint.store.has_commit()
     # Built (networks, optimizer state) inside the scope, before fit: variables land on every
     # replica, and a GAN built lazily inside fit would fail under a strategy.
     with runtime.precision_scope(precision), strategy.scope():
-        gan = build_gan(config, len(images.class_names), class_id, start_from_init=not resuming)
+        gan = build_gan(config, len(data.images.class_names), data.class_id,
+                        start_from_init=not resuming)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(gan)
-    initial_epoch, initial_step = checkpoint.restore(gan) if config.resume else (0, 0)
-    trim_history(out / "history.csv", initial_epoch)
-    steps = epochs * steps_per_epoch
+    steps = schedule["epochs"] * schedule["steps_per_epoch"]
     metadata = {
-        "class_names": list(images.class_names),
-        "trained_class": None if gan.conditional else class_name,
-        "trained_class_id": None if gan.conditional else class_id,
-        "minority_class": class_name, "n_real": config.n_real, "seed": config.seed,
-        "training_images": len(arrays), "data": data.source, "resize": config.resize,
+        "class_names": list(data.images.class_names),
+        "trained_class": None if gan.conditional else data.class_name,
+        "trained_class_id": None if gan.conditional else data.class_id,
+        "minority_class": data.class_name, "n_real": config.n_real, "seed": config.seed,
+        "training_images": len(data.arrays), "data": data.source, "resize": config.resize,
         "augment": config.augment, "recipe": config.recipe,
-        "epochs": epochs, "precision": precision,
+        "epochs": schedule["epochs"], "precision": precision,
         "replicas": strategy.num_replicas_in_sync,
-        "batch_size": batch_size, "steps": steps,
-        "kimg": steps * batch_size * gan.d_steps / 1000, "kimg_asked": budget_kimg(config),
+        "batch_size": schedule["batch_size"], "steps": steps,
+        "kimg": steps * schedule["batch_size"] * gan.d_steps / 1000,
+        "kimg_asked": budget_kimg(config),
         "val_fraction": config.val_fraction, "held_out_images": len(data.held_out.files),
         "dropped_test_duplicates": len(data.dropped_test_duplicates),
         # The pretraining images too: the generator has seen them (leakage checks read this).
-        "training_files_sha256": list(dict.fromkeys(data_lib.file_hashes(images)
+        "training_files_sha256": list(dict.fromkeys(data_lib.file_hashes(data.images)
                                                     + data.pretraining_sha256)),
         "init_from": config.init_from, "freeze_d_blocks": config.freeze_d_blocks,
     }
-    sample_every = config.sample_every or max(1, epochs // 10)
-    grids = cb.SampleGrid(out / "samples", sample_every)
+    return gan, metadata
+
+
+@dataclass
+class RunCallbacks:
+    """The run's callbacks, by role; `in_order` is what fit gets: the NaN guard before the
+    checkpoint, so a bad batch is seen before the checkpoint could store its weights."""
+
+    grids: object
+    nan_guard: object
+    checkpoint: object
+    history_log: object
+    others: list
+
+    @property
+    def in_order(self) -> list:
+        return [self.grids, self.nan_guard, self.checkpoint, self.history_log, *self.others]
+
+
+def _callbacks(config: GANConfig, out: Path, gan, checkpoint, metadata: dict,
+               initial_epoch: int) -> RunCallbacks:
+    """Sample grids, NaN guard, checkpoint, history.csv, snapshots and TensorBoard."""
+    import keras
+
+    from keras_ganaug.gans import callbacks as cb
+
+    grids = cb.SampleGrid(out / "samples", config.sample_every
+                          or max(1, metadata["epochs"] // 10))
     grids.set_model(gan)  # fit sets it too, but a run resumed after its last step fits nothing
-    nan_guard = cb.StopOnNaN()
-    history_log = keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0)
-    callbacks = [
-        grids, nan_guard, checkpoint, history_log,
-        cb.PeriodicExport(out / "snapshots", config.snapshot_every, metadata),
-        keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
-    ]
-    # StopOnNaN must see the bad batch before the checkpoint could store the bad weights.
-    callbacks.sort(key=lambda c: not isinstance(c, cb.StopOnNaN))
-    if config.verbose:
-        budget = (f"{metadata['kimg']:.1f} kimg" if config.epochs is None
-                  else f"{epochs} epochs")
-        print(f"{gan_type.gan_type}: {len(arrays)} images of {class_name!r} "
-              f"({config.image_size} px, batch {batch_size}, {steps} steps, {budget}; "
-              f"{len(data.held_out.files)} held out for validation) -> {final}")
-    start = time.perf_counter()
-    # A checkpoint from the middle of an epoch: that epoch's remaining steps in a fit of their
-    # own, then whole epochs; the batches come from real_batches at the checkpoint's position.
+    return RunCallbacks(
+        grids, cb.StopOnNaN(), checkpoint,
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=initial_epoch > 0),
+        [cb.PeriodicExport(out / "snapshots", config.snapshot_every, metadata),
+         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False)])
+
+
+def _fit(gan, data: TrainingSet, schedule: dict, seed: int, callbacks: RunCallbacks,
+         verbose: int, start: tuple[int, int]) -> dict:
+    """Fit from (epoch, step in epoch) `start` to the schedule's end; the last logs. A checkpoint
+    from the middle of an epoch: that epoch's remaining steps in a fit of their own, then whole
+    epochs; the batches come from real_batches at the checkpoint's position."""
+    initial_epoch, initial_step = start
+    steps_per_epoch = schedule["steps_per_epoch"]
+    nan_guard, history_log = callbacks.nan_guard, callbacks.history_log
     segments = [(initial_epoch, initial_epoch + 1, initial_step)] if initial_step else []
-    segments.append((initial_epoch + bool(initial_step), epochs, 0))
+    segments.append((initial_epoch + bool(initial_step), schedule["epochs"], 0))
     logs = {}
     for first, last, skip in segments:
         if first >= last or nan_guard.bad is not None:
             continue
-        dataset = real_batches(arrays, labels, batch_size, steps_per_epoch, config.seed, first,
-                               skip)
+        dataset = real_batches(data.arrays, data.labels, schedule["batch_size"],
+                               steps_per_epoch, seed, first, skip)
         history = gan.fit(dataset, epochs=last, initial_epoch=first,
-                          steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks,
-                          verbose=config.verbose, shuffle=False)
+                          steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks.in_order,
+                          verbose=verbose, shuffle=False)
         logs.update({k: float(v[-1]) for k, v in history.history.items() if v})
         history_log.append = True  # the next fit goes on in the same history.csv
-    seconds = time.perf_counter() - start
-    if nan_guard.bad is not None:
-        epoch, name = nan_guard.bad
-        if out != final:  # the staging folder goes; the run it was to replace stays
-            raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; --out "
-                            f"{final} was left as it was; lower the learning rate or try "
-                            f"--augment diffaugment")
-        good_epoch, good_step = divmod(checkpoint.saved_step, steps_per_epoch)
-        at = f"epoch {good_epoch}" + (f", step {good_step}" if good_step else "")
-        raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; the last good "
-                        f"checkpoint ({at}) is kept in {checkpoints}; lower the learning rate or "
-                        f"try --augment diffaugment, then --resume")
-    trained_steps = epochs * steps_per_epoch - (initial_epoch * steps_per_epoch + initial_step)
-    # train_seconds: this call's fit time (a resumed run's last part only).
-    export_gan(gan, out, {**metadata, "epochs_trained": epochs, "train_seconds": seconds})
-    grids.write("final")
-    gan.write_extra_samples(out / "samples")
-    if (out / "history.csv").is_file():
-        plot_history(out / "history.csv", out / "loss_curves.png")
-    return {"out": str(final), "generator": str(final / "generator"), "epochs": epochs,
-            "steps": steps, "kimg": metadata["kimg"],
-            "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
-            "images_per_second": (trained_steps * batch_size / seconds
-                                  if seconds > 0 and trained_steps > 0 else None),
-            "final_logs": logs}
+    return logs
 
+
+def _refuse_diverged(callbacks: RunCallbacks, out: Path, final: Path,
+                     steps_per_epoch: int) -> None:
+    """A UserError if the NaN guard stopped the run, saying what was kept."""
+    if callbacks.nan_guard.bad is None:
+        return
+    epoch, name = callbacks.nan_guard.bad
+    checkpoint = callbacks.checkpoint
+    if out != final:  # the staging folder goes; the run it was to replace stays
+        raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; --out "
+                        f"{final} was left as it was; lower the learning rate or try "
+                        f"--augment diffaugment")
+    good_epoch, good_step = divmod(checkpoint.saved_step, steps_per_epoch)
+    at = f"epoch {good_epoch}" + (f", step {good_step}" if good_step else "")
+    raise UserError(f"training diverged: {name} became NaN/inf in epoch {epoch}; the last good "
+                    f"checkpoint ({at}) is kept in {checkpoint.store.folder}; lower the learning "
+                    f"rate or try --augment diffaugment, then --resume")

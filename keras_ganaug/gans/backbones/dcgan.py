@@ -20,7 +20,7 @@ from keras_ganaug.gans.backbones.common import (
     check_image_size,
     discriminator_outputs,
 )
-from keras_ganaug.gans.registry import D_NORMS, UPSAMPLE_KINDS
+from keras_ganaug.gans.registry import D_NORMS, INTERPOLATION, UPSAMPLE_KINDS
 
 # The recipe values this backbone stands for when a recipe leaves them None.
 DEFAULTS = {"upsample": "transpose", "recon_weight": 0.0, "excitation": False}
@@ -48,7 +48,7 @@ def _upsampler(upsample: str, conv, conv_transpose):
     def stage(filters, **kw):
         # Two layers of the functional graph (not a nested model, which export could not clone).
         convolve = conv(filters, 3, padding="same", **kw)
-        return lambda x: convolve(layers.UpSampling2D(2, interpolation="nearest")(x))
+        return lambda x: convolve(layers.UpSampling2D(2, interpolation=INTERPOLATION[upsample])(x))
 
     return stage
 

@@ -29,6 +29,7 @@ from keras_ganaug.gans.backbones.common import (
     check_image_size,
     discriminator_outputs,
 )
+from keras_ganaug.gans.registry import INTERPOLATION
 
 DECODED_SIZE = 32  # the decoders' output side: the real targets are resized to it
 DECODER_WIDTH = 64
@@ -118,7 +119,7 @@ def _up_stage(x, channels: int, convs: int, upsample: str, batch_norm, prefix: s
         x = fast.Conv2DTranspose(2 * channels, 4, strides=2, padding="same", use_bias=False,
                                  name=f"{prefix}_up")(x)
     else:
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{prefix}_up")(x)
+        x = layers.UpSampling2D(2, interpolation=INTERPOLATION[upsample], name=f"{prefix}_up")(x)
         x = fast.Conv2D(2 * channels, 3, padding="same", use_bias=False, name=f"{prefix}_conv0")(x)
     for index in range(convs):
         if index:
