@@ -30,7 +30,7 @@ def _images(count: int = 8, seed: int = 0):
 def test_r1_matches_a_hand_computation_and_its_weight_gradient_is_second_order():
     import tensorflow as tf
 
-    from keras_ganaug.gans.base import r1_penalty
+    from keras_ganaug.gans.regularizers import r1_penalty
 
     real = np.random.default_rng(0).normal(size=(3, 4, 4, 2)).astype("float32")
     w = tf.Variable(0.7)
