@@ -161,26 +161,47 @@ def split_validation(images: ImageSet, val_fraction: float, seed: int) -> tuple[
     depends only on the listing, never on which images decode, so train_gan.py and
     train_classifier.py given the same --n-real, --seed and --val-fraction hold out the same
     files: a GAN never sees the images its classifier is validated on. val_fraction 0 keeps all.
+
+    Byte-identical copies (one sha256) are drawn as one image and land on one side: a copy on
+    each side would put a validation image in a GAN's training set and in the classifier's model
+    selection. A set without copies splits exactly as it did before copies were grouped.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction}: expected a fraction in [0, 1)")
     if val_fraction == 0:
         return images, images.subset(np.zeros(len(images.files), bool))
+    hashes = np.asarray(file_hashes(images))
     val = np.zeros(len(images.files), bool)
     for label, name in enumerate(images.class_names):
         idx = np.flatnonzero(images.labels == label)
         if len(idx) == 0:
             continue
-        if len(idx) < 2:
+        # Each group of copies in the path order of its first file: singletons keep the old order.
+        groups: dict[str, list[int]] = {}
+        for i in sorted(idx, key=lambda i: images.files[i]):
+            groups.setdefault(hashes[i], []).append(i)
+        units = list(groups.values())
+        if len(units) < 2:
             raise UserError(f"--val-fraction {val_fraction}: class {name!r} has {len(idx)} "
-                            f"image in {images.source}; a validation split needs at least 2 "
-                            f"per class (or --val-fraction 0 for a GAN alone)")
-        order = np.asarray(sorted(idx, key=lambda i: images.files[i]))
+                            f"image(s) in {images.source}, {len(units)} distinct; a validation "
+                            f"split needs at least 2 different images per class (or "
+                            f"--val-fraction 0 for a GAN alone)")
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         rng = np.random.default_rng([seed, key])
-        n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx))))
-        val[order[rng.permutation(len(order))[:n_val]]] = True
+        n_val = min(len(units) - 1, max(1, round(val_fraction * len(units))))
+        for unit in rng.permutation(len(units))[:n_val]:
+            val[units[unit]] = True
+    # A copy filed under two classes follows its validation twin.
+    val |= np.isin(hashes, hashes[val])
     return images.subset(~val), images.subset(val)
+
+
+def protocol_cut(images: ImageSet, class_name: str, n_real: int | None, seed: int,
+                 val_fraction: float) -> tuple[ImageSet, ImageSet]:
+    """(train part, held-out validation part) of a training listing: `class_name` cut to `n_real`
+    images by `seed`, then the validation split. The one cut every GAN, classifier and quality
+    measure draws, so what a GAN may see and what a classifier selects on cannot drift apart."""
+    return split_validation(select_real(images, class_name, n_real, seed), val_fraction, seed)
 
 
 def only_class(images: ImageSet, class_name: str) -> ImageSet:
