@@ -106,8 +106,9 @@ def build_splits(config: ClassifierConfig) -> Splits:
     dropped = []
     if config.drop_test_duplicates:
         test_set, dropped = drop_test_duplicates(test_set, full_train_set, sources)
-    check_generators_never_saw(sources, test_set, "test")
-    check_generators_never_saw(sources, val_listing, "val")
+    settings = {"n_real": config.n_real, "seed": config.seed, "val_fraction": config.val_fraction}
+    check_generators_never_saw(sources, test_set, "test", settings)
+    check_generators_never_saw(sources, val_listing, "val", settings)
     def load(images):
         return load_images(images, config.image_size, config.channels, resize_mode=config.resize,
                            skip_bad_images=config.skip_bad_images)
