@@ -4,6 +4,7 @@ on one side), and every caller going through them."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,17 @@ def test_what_a_run_trained_on_is_read_in_one_place():
         assert name in owners or not found, (name, found)
     callers = {path for path, _ in _calls_of({"read_trained_files"})}
     assert {"classify/sources.py", "quality.py", "study/runner.py"} <= callers
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "text"])
+def test_check_readable_names_a_broken_file_or_skips_it(tmp_path, kind):
+    from fault_fixtures import BAD_NAMES, image_folder, write_bad_image
+
+    root = image_folder(tmp_path, {"train": {"a": 3, "b": 3}})
+    bad = str(write_bad_image(root / "train" / "a" / BAD_NAMES[kind], kind))
+    listing = data.list_images(root, "train")
+    with pytest.raises(UserError, match=rf"^{re.escape(bad)}: not a readable image .*--skip-bad"):
+        data.check_readable(listing, skip_bad_images=False)
+    assert data.check_readable(listing, skip_bad_images=True) == [bad]
+    assert data.check_readable(listing.subset(np.array([f != bad for f in listing.files])),
+                               skip_bad_images=False) == []

@@ -257,6 +257,47 @@ def _image_mode(path: str) -> str:
         return "?"
 
 
+def _decode_all(images: ImageSet, image_size: int, channels: int,
+                resize_mode: str = "crop") -> list[np.ndarray | Exception]:
+    """Each image decoded (in threads), or the error that stopped it."""
+    sources = images.arrays if images.arrays is not None else images.files
+
+    def decode(item):
+        try:
+            return decode_image(item, image_size, channels, resize_mode)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(decode, sources))
+
+
+def _unreadable(images: ImageSet, decoded: list, skip_bad_images: bool) -> list[int]:
+    """Indices of the images that did not decode; a UserError naming the first unless skipped."""
+    bad = [i for i, d in enumerate(decoded) if isinstance(d, Exception)]
+    if bad and not skip_bad_images:
+        first = images.files[bad[0]]
+        reason = str(decoded[bad[0]]).splitlines()[0] if str(decoded[bad[0]]) else "unreadable"
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise UserError(f"{first}: not a readable image ({reason}){more}; fix or remove them, "
+                        f"or pass --skip-bad-images")
+    return bad
+
+
+# Decoding at this size still reads every byte of a file; JPEG draft mode makes it cheap.
+CHECK_SIZE = 8
+
+
+def check_readable(images: ImageSet, skip_bad_images: bool) -> list[str]:
+    """The files of `images` that do not decode (a UserError naming the first, unless
+    `skip_bad_images`): for the files a run lists but never loads, such as a GAN's held-out
+    validation images, so a broken one stops the run before training, not the classifier later."""
+    if images.arrays is not None:
+        return []
+    bad = _unreadable(images, _decode_all(images, CHECK_SIZE, 1), skip_bad_images)
+    return [images.files[i] for i in bad]
+
+
 def load_images(images: ImageSet, image_size: int, channels: int, *, resize_mode: str = "crop",
                 skip_bad_images: bool = False) -> tuple[np.ndarray, np.ndarray, ImageSet, LoadReport]:
     """Decode every image of the set -> (uint8 [N,H,W,C], labels, the set actually loaded, report).
@@ -268,24 +309,9 @@ def load_images(images: ImageSet, image_size: int, channels: int, *, resize_mode
         raise UserError(f"--channels {channels}: expected 1 or 3")
     if resize_mode not in RESIZE_MODES:
         raise UserError(f"--resize {resize_mode}: expected one of {', '.join(RESIZE_MODES)}")
-    sources = images.arrays if images.arrays is not None else images.files
-
-    def decode(item):
-        try:
-            return decode_image(item, image_size, channels, resize_mode)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-            return err
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        decoded = list(pool.map(decode, sources))
-    bad = [i for i, d in enumerate(decoded) if isinstance(d, Exception)]
+    decoded = _decode_all(images, image_size, channels, resize_mode)
+    bad = _unreadable(images, decoded, skip_bad_images)
     report = LoadReport()
-    if bad and not skip_bad_images:
-        first = images.files[bad[0]]
-        reason = str(decoded[bad[0]]).splitlines()[0] if str(decoded[bad[0]]) else "unreadable"
-        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise UserError(f"{first}: not a readable image ({reason}){more}; fix or remove them, "
-                        f"or pass --skip-bad-images")
     report.skipped = [images.files[i] for i in bad]
     good = np.array([i not in set(bad) for i in range(len(decoded))], bool)
     loaded = images.subset(good)
