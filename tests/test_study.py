@@ -167,7 +167,8 @@ def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(fake_study
     assert row["seeds"] == 2 and row["interval"] == "t over seeds"
     assert row["mean"] == pytest.approx(values.mean())
     assert row["std"] == pytest.approx(values.std(ddof=1))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    # Clipped to the rate's range [0, 1] (metrics.stats.estimate).
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((max(low, 0.0), min(high, 1.0)))
     # Declared up front: the GAN arm against every non-GAN arm, never a post-hoc "best".
     declared = json.loads((out / "study.json").read_text())["comparisons"]
     assert declared == [["dcgan@balance", "real"], ["dcgan@balance", "class-weights"]]
