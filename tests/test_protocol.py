@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,24 +107,25 @@ def _calls_of(names: set[str]) -> list[tuple[str, str]]:
 
 def test_the_cut_is_drawn_in_one_place():
     """select_real and split_validation are called by protocol_cut only; everyone else calls it."""
-    # gans/training.py moves to protocol_cut in the commit that edits the GAN's call sites.
-    assert _calls_of({"select_real", "split_validation"}) == [
-        ("data/images.py", "protocol_cut"), ("gans/training.py", "prepare_training_set")]
+    assert _calls_of({"select_real", "split_validation"}) == [("data/images.py", "protocol_cut")]
     callers = {path for path, _ in _calls_of({"protocol_cut"})}
-    assert {"classify/splits.py", "study/features.py"} <= callers
+    assert {"classify/splits.py", "study/features.py", "gans/training.py"} <= callers
 
 
 def _refuse(*_args, **_kwargs):
     raise RuntimeError("protocol_cut reached")
 
 
-def test_the_classifier_draws_its_images_through_the_cut(demo_root, tmp_path, monkeypatch):
+def test_classifier_and_gan_draw_their_images_through_the_cut(demo_root, tmp_path, monkeypatch):
     from keras_ganaug.classify.config import ClassifierConfig
     from keras_ganaug.classify.splits import build_splits
+    from keras_ganaug.gans.training import GANConfig, prepare_training_set
 
     monkeypatch.setattr(data, "protocol_cut", _refuse)
     with pytest.raises(RuntimeError, match="protocol_cut reached"):
         build_splits(ClassifierConfig(data=str(demo_root), out=str(tmp_path / "c")))
+    with pytest.raises(RuntimeError, match="protocol_cut reached"):
+        prepare_training_set(GANConfig(data=str(demo_root), image_size=32))
 
 
 
@@ -223,11 +225,10 @@ def test_what_a_run_trained_on_is_read_in_one_place():
         found = _constants_outside_docstrings(path) & {"training_files_sha256",
                                                        "training_files.json"}
         if name == "gans/transfer.py":
-            # Moves to the reader in the commit that edits the GAN's call sites.
-            found.clear()
+            found.discard("training_files.json")  # read_init_run: the listing must be present
         assert name in owners or not found, (name, found)
     callers = {path for path, _ in _calls_of({"read_trained_files"})}
-    assert {"classify/sources.py", "quality.py", "study/runner.py"} <= callers
+    assert {"classify/sources.py", "quality.py", "study/runner.py", "gans/transfer.py"} <= callers
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "text"])
@@ -242,3 +243,33 @@ def test_check_readable_names_a_broken_file_or_skips_it(tmp_path, kind):
     assert data.check_readable(listing, skip_bad_images=True) == [bad]
     assert data.check_readable(listing.subset(np.array([f != bad for f in listing.files])),
                                skip_bad_images=False) == []
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty"])
+def test_a_broken_held_out_image_stops_train_gan_before_training(tmp_path, capsys, kind):
+    """The held-out validation images are never loaded by the GAN, yet checked: exit 2 naming the
+    file, before anything trains; --skip-bad-images goes on and names it."""
+    from fault_fixtures import (
+        BAD_NAMES,
+        TINY_GAN_FLAGS,
+        assert_user_error,
+        call,
+        image_folder,
+        write_bad_image,
+    )
+
+    import train_gan
+    from keras_ganaug.gans.training import GANConfig, prepare_training_set
+
+    root = image_folder(tmp_path / "data", {"train": {"a": 6, "b": 10}})
+    bad = write_bad_image(root / "train" / "a" / BAD_NAMES[kind], kind)
+    config = GANConfig(data=str(root), class_name="a", image_size=32, seed=0)
+    seed = next(s for s in range(50) if str(bad) in
+                data.protocol_cut(data.list_images(root, "train"), "a", None, s, 0.2)[1].files)
+    out = tmp_path / "gan"
+    code, _, err = call(train_gan.main, ["--data", root, "--class", "a", "--seed", seed,
+                                         *TINY_GAN_FLAGS, "--out", out, "--quiet"], capsys)
+    assert_user_error(code, err, str(bad), "not a readable image", "--skip-bad-images")
+    assert not out.exists()
+    kept = prepare_training_set(replace(config, seed=seed, skip_bad_images=True))
+    assert kept.report.skipped == [str(bad)] and str(bad) in kept.held_out.files
