@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 user or data error (one line on stderr), 1 a bug (trace
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -79,14 +80,23 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         return 130
 
 
-def quiet_tensorflow() -> None:
+def quiet_tensorflow(silent: bool = False) -> None:
     """Import TensorFlow with its C++ start-up chatter held back, so errors stay one line.
 
     TF_CPP_MIN_LOG_LEVEL does not reach the absl lines TensorFlow prints before its logging is set
     up (oneDNN, CUDA probing), so stderr's file descriptor is pointed at a buffer for the import and
     the first device query; the buffer is replayed only if the import itself fails.
+
+    `silent` (a --quiet study, one line per cell): TensorFlow's own noise that is no fault of the
+    run is held back too. Its frequent-retracing warning fires because every cell builds a new
+    Keras model whose predict function must trace once (TF counts traces by code, not by model);
+    grappler's remapper logs an ERROR when it cannot fuse a LeakyReLU gradient, then runs the
+    graph unfused. Real failures still raise, and the CLI reports them.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if silent:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # read once, when TensorFlow loads
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()

@@ -16,13 +16,13 @@ there, so later runs reuse it. The study and the bench call measure_generator.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from keras_ganaug.data.trained import TRAINING_FILES, TrainedFiles, files_set, read_trained_files
 from keras_ganaug.errors import UserError, add_common_flags, quiet_tensorflow, run_cli
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
 from keras_ganaug.metrics.quality import C2ST_EPOCHS
@@ -91,25 +91,20 @@ def generator_class(metadata: dict, class_name: str | None) -> tuple[str, int]:
     return class_name, names.index(class_name)
 
 
-def seen_training_files(generator_folder: str | os.PathLike, class_name: str) -> list[str]:
-    """The files of `class_name` the generator trained on, from its training_files.json."""
-    from keras_ganaug.gans.export import generator_dir
-
-    listing = generator_dir(generator_folder).parent / "training_files.json"
-    if not listing.is_file():
-        raise UserError(f"{listing}: missing; memorization needs the list of the generator's "
-                        f"training images that train_gan.py writes there")
-    files = [f["path"] for f in json.loads(listing.read_text())["files"] if f["label"] == class_name]
+def seen_training_files(trained: TrainedFiles, class_name: str) -> list[str]:
+    """The files of `class_name` the generator trained on, checked to be still there."""
+    files = trained.paths(class_name)
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
-        raise UserError(f"{missing[0]}: a training image listed in {listing} is gone "
-                        f"({len(missing)} of {len(files)} missing); memorization needs them")
+        raise UserError(f"{missing[0]}: a training image listed in {trained.run / TRAINING_FILES} "
+                        f"is gone ({len(missing)} of {len(files)} missing); memorization needs "
+                        f"them")
     return files
 
 
-def unseen_real_files(real_folder: str | os.PathLike, metadata: dict) -> list[str]:
+def unseen_real_files(real_folder: str | os.PathLike, trained: TrainedFiles) -> list[str]:
     """Images of REAL_FOLDER, checked to be none of the generator's training images (by bytes)."""
-    from keras_ganaug.data.images import ImageSet, file_hashes, image_files
+    from keras_ganaug.data.images import image_files
 
     folder = Path(real_folder)
     if not folder.is_dir():
@@ -117,9 +112,7 @@ def unseen_real_files(real_folder: str | os.PathLike, metadata: dict) -> list[st
     files = image_files(folder)
     if len(files) < MIN_IMAGES:
         raise UserError(f"REAL_FOLDER {folder}: {len(files)} images, at least {MIN_IMAGES} needed")
-    trained = set(metadata.get("training_files_sha256") or [])
-    hashes = file_hashes(ImageSet(("images",), tuple(files), np.zeros(len(files)), str(folder)))
-    seen = [f for f, h in zip(files, hashes, strict=True) if h in trained]
+    seen = trained.seen(files_set(files, str(folder)))
     if seen:
         raise UserError(f"REAL_FOLDER {folder}: {len(seen)} images (e.g. {seen[0]}) are images the "
                         f"generator trained on; give real images it never saw, e.g. DATA/test/CLASS")
@@ -209,13 +202,14 @@ def _main(argv: list[str] | None) -> int:
     metadata = load_metadata(args.generator)
     run_dir = generator_dir(args.generator).parent
     class_name, class_id = generator_class(metadata, args.class_name)
-    real_files = unseen_real_files(args.real_folder, metadata)
-    seen_files = seen_training_files(args.generator, class_name)
+    trained = read_trained_files(run_dir, metadata, need_listing=True)
+    real_files = unseen_real_files(args.real_folder, trained)
+    seen_files = seen_training_files(trained, class_name)
     out = Path(args.out) if args.out else run_dir / "quality.json"
     encoder = feature_space(args.features, metadata, args.seed, args.feature_epochs,
                             not args.quiet)
     result = measure_generator(args.generator, _load(real_files, args.real_folder, metadata),
-                               _load(seen_files, "training_files.json", metadata), encoder,
+                               _load(seen_files, TRAINING_FILES, metadata), encoder,
                                seed=args.seed, count=args.count, class_id=class_id)
     record = {**result, "generator": str(args.generator), "class": class_name,
               "real_folder": str(args.real_folder), "features": args.features,

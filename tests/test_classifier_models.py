@@ -11,7 +11,7 @@ from classifier_fixtures import write_image_folder
 from fault_fixtures import call
 
 import train_classifier
-from keras_ganaug.classify.networks import ApplicationPreprocess, build_classifier
+from keras_ganaug.classify.networks import application_preprocess, build_classifier
 from keras_ganaug.errors import UserError
 
 COUNTS = {"train": {"benign": 12, "malignant": 8}, "test": {"benign": 4, "malignant": 4}}
@@ -55,14 +55,15 @@ def test_application_preprocess_is_keras_preprocess_input_on_0_255(model_name):
     module = keras.applications.vgg16 if model_name == "vgg16" else keras.applications.resnet50
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
-    layer = ApplicationPreprocess(model_name)
-    out = np.asarray(layer(pixels / 127.5 - 1.0))
-    np.testing.assert_allclose(out, module.preprocess_input(pixels.copy()), atol=1e-3)
-    grey = np.asarray(layer(pixels[..., :1] / 127.5 - 1.0))
-    expected = module.preprocess_input(np.repeat(pixels[..., :1], 3, axis=-1))
-    np.testing.assert_allclose(grey, expected, atol=1e-3)
-    restored = ApplicationPreprocess.from_config(layer.get_config())
-    assert restored.model_name == model_name
+    for channels in (3, 1):
+        kernel, bias = application_preprocess(model_name, channels)
+        x = pixels[..., :channels] / 127.5 - 1.0
+        out = np.einsum("bhwi,io->bhwo", x, kernel[0, 0]) + bias
+        expected = module.preprocess_input(np.repeat(pixels[..., :channels], 4 - channels,
+                                                     axis=-1))
+        np.testing.assert_allclose(out, expected, atol=1e-3)
+    model = build_classifier(model_name, 32, 1, 2)
+    assert not model.get_layer("preprocess").trainable  # the ImageNet mapping never moves
 
 
 def test_freeze_and_fine_tune_set_what_trains(tmp_path):
@@ -129,19 +130,57 @@ def test_imagenet_offline_fails_fast_with_the_way_out(capsys, monkeypatch, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+RELOAD_AND_SCORE = """
+import json, sys
+from pathlib import Path
+import keras_ganaug  # noqa: F401  as README has it; the plain load needs nothing registered
+import keras
+from keras_ganaug.classify import load_classifier
+from keras_ganaug.data.images import decode_image
+
+image = decode_image(sys.argv[1], 32, 3)[None] / 127.5 - 1.0
+for run in sys.argv[2:]:
+    plain = keras.saving.load_model(Path(run) / "best.keras").predict(image, verbose=0)
+    documented = load_classifier(run).predict(image, verbose=0)
+    print(json.dumps([plain.tolist(), documented.tolist()]))
+"""
+
+
 @pytest.mark.slow
-def test_vgg16_from_scratch_trains_one_epoch_via_the_cli(capsys, tmp_path, image_root):
-    out = tmp_path / "vgg"
-    code, stdout, err = call(train_classifier.main,
-                             ["--data", image_root, "--model", "vgg16", "--weights", "none",
-                              "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                              "--quiet", "--out", out], capsys)
-    assert code == 0, err[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+def test_vgg16_from_scratch_trains_one_epoch_and_reloads_in_a_fresh_process(capsys, tmp_path,
+                                                                          image_root):
+    """A vgg16 and a cnn5 run reload in a new interpreter both ways README shows, and score an
+    image as the training process's model does."""
+    from conftest import run_script
+
+    import keras_ganaug.classify
+
+    runs = {}
+    for model in ("vgg16", "cnn5"):
+        runs[model] = tmp_path / model
+        code, stdout, err = call(train_classifier.main,
+                                 ["--data", image_root, "--model", model, "--weights", "none",
+                                  "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                                  "--quiet", "--out", runs[model]], capsys)
+        assert code == 0, err[-2000:]
+    metrics = json.loads((runs["vgg16"] / "metrics.json").read_text())
     assert metrics["config"]["model"] == "vgg16" and metrics["config"]["weights"] == "none"
     assert metrics["test_counts"] == {"benign": 4, "malignant": 4}
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epochs_run"] == 1
-    assert f"accuracy {metrics['accuracy']:.3f}" in stdout
+    image = sorted((image_root / "test" / "malignant").glob("*.png"))[0]
+    proc = run_script("-c", RELOAD_AND_SCORE, str(image), *map(str, runs.values()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from keras_ganaug.data.images import decode_image
+
+    pixels = decode_image(str(image), 32, 3)[None] / 127.5 - 1.0
+    for line, run in zip(proc.stdout.strip().splitlines(), runs.values(), strict=True):
+        plain, documented = (np.asarray(scores) for scores in json.loads(line))
+        here = keras_ganaug.classify.load_classifier(run).predict(pixels, verbose=0)
+        assert plain.shape == (1, 2) and np.allclose(plain.sum(), 1.0, atol=1e-5)
+        np.testing.assert_allclose(plain, documented, atol=1e-6)
+        np.testing.assert_allclose(plain, here, atol=1e-5)
+    with pytest.raises(UserError, match="best.keras: missing"):
+        keras_ganaug.classify.load_classifier(tmp_path)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,13 +168,22 @@ SERVING_DEFAULT_LINES = ("inputs['count']", "DT_INT32", "inputs['seed']", "DT_IN
                          "outputs['images']", "DT_UINT8", "outputs['class_ids']")
 
 
+def _saved_model_cli() -> list[str]:
+    """This interpreter's TensorFlow's tool: its console script beside python, else its module.
+    Not PATH's: python called by its path, without an activated environment, has none there."""
+    script = Path(sys.executable).parent / "saved_model_cli"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 @pytest.mark.slow
 def test_saved_model_cli_shows_every_generators_serving_default(exports, fresh_contract):
     # The tool itself once (it imports TensorFlow: seconds); every generator through the function
     # its show command calls, in FRESH_CONTRACT's process. Generators only: that process reads the
     # discriminators' serving_default through the same SignatureDef map.
     path = exports["infogan"][1]
-    proc = subprocess.run(["saved_model_cli", "show", "--dir", str(path / "generator"),
+    proc = subprocess.run([*_saved_model_cli(), "show", "--dir", str(path / "generator"),
                            "--tag_set", "serve", "--signature_def", "serving_default"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from keras_ganaug.metrics.stats import (
+    UNIT,
     RunOutputs,
     auc_rows,
     bootstrap_difference,
@@ -29,6 +30,20 @@ def test_estimate_matches_scipy_t_interval():
     assert est.mean == pytest.approx(np.mean(values))
     assert est.std == pytest.approx(np.std(values, ddof=1))
     assert (est.ci_low, est.ci_high) == pytest.approx((low, high))
+
+
+def test_intervals_of_rates_stay_in_their_range():
+    """Two seeds of an accuracy: the t interval is [-0.19, 1.33] unclipped; a rate's is clipped
+    to [0, 1], and a difference of rates to [-1, 1]. The mean, std and p are untouched."""
+    values = [0.3, 0.9]
+    free, clipped = estimate(values), estimate(values, bounds=UNIT)
+    assert free.ci_low < 0 and free.ci_high > 1
+    assert (clipped.ci_low, clipped.ci_high) == (0.0, 1.0)
+    assert (clipped.mean, clipped.std) == (free.mean, free.std)
+    assert estimate([0.5, 0.52, 0.51], bounds=UNIT) == estimate([0.5, 0.52, 0.51])
+    diff = paired_difference([1.0, 0.0], [0.0, 0.5], bounds=UNIT)
+    assert (diff.estimate.ci_low, diff.estimate.ci_high) == (-1.0, 1.0)
+    assert diff.p_value == paired_difference([1.0, 0.0], [0.0, 0.5]).p_value
 
 
 def test_estimate_other_confidence_level():

@@ -167,7 +167,8 @@ def test_summary_without_per_image_outputs_falls_back_to_t_over_seeds(fake_study
     assert row["seeds"] == 2 and row["interval"] == "t over seeds"
     assert row["mean"] == pytest.approx(values.mean())
     assert row["std"] == pytest.approx(values.std(ddof=1))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    # Clipped to the rate's range [0, 1] (metrics.stats.estimate).
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((max(low, 0.0), min(high, 1.0)))
     # Declared up front: the GAN arm against every non-GAN arm, never a post-hoc "best".
     declared = json.loads((out / "study.json").read_text())["comparisons"]
     assert declared == [["dcgan@balance", "real"], ["dcgan@balance", "class-weights"]]
@@ -604,3 +605,26 @@ def test_report_warns_when_quality_comes_from_two_feature_spaces():
     assert "1 rows measured before" in note
     unrecorded = pd.DataFrame({"gan_kid": [0.1, 0.2]})
     assert "more than one" in feature_space_note(unrecorded.assign(gan_feature_space=["aa", None]))[0]
+
+
+# A fresh Keras model per cell, each predicting a set whose last batch is short: what a study does.
+RETRACING_PER_MODEL = """
+import sys
+from keras_ganaug.errors import quiet_tensorflow
+quiet_tensorflow(silent=sys.argv[1] == "quiet")
+import numpy as np, keras
+for cell in range(6):
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.predict(np.zeros((66, 4, 4, 1), np.float32), batch_size=64, verbose=0)
+"""
+
+
+def test_a_quiet_study_holds_back_tensorflows_retracing_warning():
+    """--quiet prints one line per cell: TF's retracing warning, which every new model's predict
+    function sets off, is held back there, and only there."""
+    from conftest import run_script
+
+    loud, quiet = (run_script("-c", RETRACING_PER_MODEL, mode) for mode in ("loud", "quiet"))
+    assert loud.returncode == 0 and quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "triggered tf.function retracing" in loud.stderr
+    assert quiet.stderr == ""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-from keras import layers, ops
+import numpy as np
+from keras import layers
 
 from keras_ganaug.classify.models import (
     CUSTOM_MODELS,
@@ -30,27 +31,21 @@ def _application(model_name: str):
     return keras.applications.ResNet50, keras.applications.resnet50.preprocess_input
 
 
-@keras.saving.register_keras_serializable(package="keras_ganaug")
-class ApplicationPreprocess(layers.Layer):
-    """[-1, 1] RGB or grey images -> the input a keras.applications backbone was trained on."""
-
-    def __init__(self, model_name: str, **kwargs):
-        super().__init__(**kwargs)
-        if model_name not in TRANSFER_MODELS:
-            raise ValueError(f"model_name must be one of {TRANSFER_MODELS}, got {model_name!r}")
-        self.model_name = model_name
-
-    def call(self, images):
-        images = (images + 1.0) * 127.5
-        if images.shape[-1] == 1:
-            images = ops.repeat(images, 3, axis=-1)
-        return _application(self.model_name)[1](images)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], 3)
-
-    def get_config(self):
-        return {**super().get_config(), "model_name": self.model_name}
+def application_preprocess(model_name: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [1, 1, channels, 3], bias [3]) mapping [-1, 1] RGB or grey images to the input
+    the keras.applications backbone was trained on: its own preprocess_input (caffe mode for
+    VGG16 and ResNet50: BGR, 0-255, ImageNet mean subtracted) is affine per pixel, so it is read
+    off the function itself and applied as a frozen 1x1 conv. A built-in layer keeps the saved
+    model plain Keras: best.keras loads with keras alone, no custom object to register."""
+    preprocess = _application(model_name)[1]
+    probes = np.concatenate([np.zeros((1, 3)), 255.0 * np.eye(3)]).astype(np.float32)
+    out = np.asarray(preprocess(probes.reshape(4, 1, 1, 3).copy()), np.float64).reshape(4, 3)
+    offset, per_unit = out[0], (out[1:] - out[0]) / 255.0  # per_unit[i, o]: input i -> output o
+    # pixels = 127.5 * (x + 1); a grey image is its one channel repeated three times.
+    weights = per_unit if channels == 3 else per_unit.sum(axis=0, keepdims=True)
+    kernel = (127.5 * weights)[None, None].astype(np.float32)
+    bias = (127.5 * per_unit.sum(axis=0) + offset).astype(np.float32)
+    return kernel, bias
 
 
 def _transfer_backbone(model_name: str, image_size: int, weights: str):
@@ -140,7 +135,12 @@ def build_classifier(model_name: str, image_size: int, channels: int, n_classes:
     else:
         backbone = _transfer_backbone(model_name, image_size, weights)
         _set_trainable(backbone, trainable_layers)
-        x = ApplicationPreprocess(model_name, name="preprocess")(inputs)
+        # Zero-initialized, then set: no draw from Keras' seed stream, so the head's init is as
+        # it was when preprocessing was a weightless layer.
+        preprocess = layers.Conv2D(3, 1, kernel_initializer="zeros", trainable=False,
+                                   name="preprocess")
+        x = preprocess(inputs)
+        preprocess.set_weights(application_preprocess(model_name, channels))
         # Pretrained BatchNorm statistics stay in inference mode even while fine-tuning (keras.io).
         x = backbone(x, training=False if weights != "none" else None)
         x = layers.GlobalAveragePooling2D()(x)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_ganaug.classify.config import split_evenly
+from keras_ganaug.data.trained import TrainedFiles, read_trained_files
 from keras_ganaug.errors import UserError
 
 GENERATION_BATCH = 64  # images per generator call: bounds memory at 224 px
@@ -24,6 +25,7 @@ class GeneratorSource:
     metadata: dict
     class_name: str
     class_id: int  # the id in the generator's own class list; -1 for its one trained class
+    trained: TrainedFiles  # what its run trained on
 
 
 def open_generator(path: str, class_names: tuple[str, ...], minority: str, channels: int,
@@ -51,14 +53,20 @@ def open_generator(path: str, class_names: tuple[str, ...], minority: str, chann
                             f"{generator_classes}, not the minority {minority!r}")
         wanted = [minority] if classes == "minority" else [
             c for c in class_names if c in generator_classes]
-        return [GeneratorSource(path, metadata, c, generator_classes.index(c)) for c in wanted]
+        trained_files = read_trained_files(path, metadata)
+        return [GeneratorSource(path, metadata, c, generator_classes.index(c), trained_files)
+                for c in wanted]
     trained = metadata.get("trained_class")
     if isinstance(trained, int) and generator_classes:
         trained = generator_classes[trained]
     if trained not in class_names:
         raise UserError(f"--generator {path}: trained on class {trained!r}, which is not a class "
                         f"of --data ({', '.join(class_names)})")
-    return [GeneratorSource(path, metadata, trained, -1)]
+    if classes == "minority" and trained != minority:
+        raise UserError(f"--generator {path}: makes class {trained!r}, not the minority "
+                        f"{minority!r}; give a generator trained with --class {minority}, or "
+                        f"--synthetic-classes all to add {trained!r} images as well")
+    return [GeneratorSource(path, metadata, trained, -1, read_trained_files(path, metadata))]
 
 
 def make_synthetic(sources: list[GeneratorSource], class_counts: dict[str, int],
@@ -128,16 +136,10 @@ def check_synthetic_only_in_train(synthetic_images: np.ndarray, x_val: np.ndarra
             raise AssertionError(f"a synthetic image leaked into the {name} split")
 
 
-REMEDY = {
-    "test": "pass --drop-test-duplicates to score without those test images, or retrain the GAN "
-            "with --drop-test-duplicates",
-    "val": "train the GAN with the same --n-real, --seed and --val-fraction as the classifier "
-           "(train_gan.py then holds the validation images out)",
-}
-
-
-def check_generators_never_saw(sources: list[GeneratorSource], images, split: str) -> None:
-    """Refuse a generator trained on any of `images` (by file hash), naming the first files.
+def check_generators_never_saw(sources: list[GeneratorSource], images, split: str,
+                               settings: dict) -> None:
+    """Refuse a generator trained on any of `images` (by file hash), naming the first files and
+    why; `settings`: the classifier's n_real, seed and val_fraction.
 
     A GAN trained on test images would carry the test split into training through its fakes; one
     trained on val images would let early stopping and the threshold be chosen on images it
@@ -149,13 +151,32 @@ def check_generators_never_saw(sources: list[GeneratorSource], images, split: st
 
     hashes = file_hashes(images)
     for source in {s.path: s for s in sources}.values():
-        trained = set(source.metadata.get("training_files_sha256") or [])
-        seen = [f for f, h in zip(images.files, hashes, strict=True) if h in trained]
+        seen = source.trained.seen(images, hashes)
         if seen:
             examples = ", ".join(seen[:3])
             raise UserError(f"--generator {source.path}: was trained on {len(seen)} image(s) of "
                             f"the {split} split (e.g. {examples}); its fakes would leak them; "
-                            f"{REMEDY[split]}")
+                            f"{_why_seen(source.trained, seen, split, settings)}")
+
+
+def _why_seen(trained: TrainedFiles, seen: list[str], split: str, settings: dict) -> str:
+    """What put these files (or byte-identical copies of them) into the generator's training."""
+    if split == "test":
+        return ("pass --drop-test-duplicates to score without those test images, or retrain the "
+                "GAN with --drop-test-duplicates")
+    if set(seen) & {f["path"] for f in trained.pretraining_files}:
+        return "its --init-from run trained on them; pretrain on another class"
+    if not set(seen) & set(trained.paths()):
+        return ("byte-identical copies of them under other names are among its training files "
+                "(a split that parted copies, or copies in another folder): retrain the GAN with "
+                "this keras-ganaug, whose split keeps copies on one side, or remove the copies")
+    ran = {k: v for k, v in trained.settings.items() if v != settings.get(k)}
+    if ran:
+        flags = ", ".join(f"--{k.replace('_', '-')} {v} (this run: {settings.get(k)})"
+                          for k, v in ran.items())
+        return f"it was trained with {flags}; train the GAN with the classifier's settings"
+    return ("it was trained with these --n-real, --seed and --val-fraction but drew another "
+            "split (the data folder changed since, or an older keras-ganaug); retrain it")
 
 
 def drop_test_duplicates(test_set, train_set, sources: list[GeneratorSource]):
@@ -168,7 +189,7 @@ def drop_test_duplicates(test_set, train_set, sources: list[GeneratorSource]):
 
     known = dict(zip(file_hashes(train_set), train_set.files, strict=True))
     for source in sources:
-        for digest in source.metadata.get("training_files_sha256") or []:
+        for digest in source.trained.sha256:
             known.setdefault(digest, f"a training file of {source.path}")
     hashes = file_hashes(test_set)
     dropped = [{"test": f, "train": known[h]}

@@ -82,7 +82,7 @@ def _data_root(data: str) -> str:
 
 def build_splits(config: ClassifierConfig) -> Splits:
     """Load the data of a resolved config, cut the minority, split off validation, add extras."""
-    from keras_ganaug.data.images import list_images, load_images, select_real, split_validation
+    from keras_ganaug.data.images import list_images, load_images, protocol_cut
 
     root = _data_root(config.data)
     full_train_set = list_images(root, "train")
@@ -97,26 +97,26 @@ def build_splits(config: ClassifierConfig) -> Splits:
     if minority not in full_train_set.class_names:
         raise UserError(f"--minority {minority}: not a class of {full_train_set.source}; classes "
                         f"are {', '.join(full_train_set.class_names)}")
-    train_set = select_real(full_train_set, minority, config.n_real, config.seed)
     # Drawn from the listing, as train_gan.py draws it: the same files for the same settings.
-    _, val_listing = split_validation(train_set, config.val_fraction, config.seed)
+    train_listing, val_listing = protocol_cut(full_train_set, minority, config.n_real, config.seed,
+                                              config.val_fraction)
     sources = [source for p in config.generators
-               for source in open_generator(p, train_set.class_names, minority, config.channels,
-                                            config.synthetic_classes)]
+               for source in open_generator(p, full_train_set.class_names, minority,
+                                            config.channels, config.synthetic_classes)]
     dropped = []
     if config.drop_test_duplicates:
         test_set, dropped = drop_test_duplicates(test_set, full_train_set, sources)
-    check_generators_never_saw(sources, test_set, "test")
-    check_generators_never_saw(sources, val_listing, "val")
-    x_real, y_real, train_set, train_report = load_images(
-        train_set, config.image_size, config.channels, resize_mode=config.resize,
-        skip_bad_images=config.skip_bad_images)
-    x_test, y_test, test_set, test_report = load_images(
-        test_set, config.image_size, config.channels, resize_mode=config.resize,
-        skip_bad_images=config.skip_bad_images)
-    is_val = np.isin(np.asarray(train_set.files), np.asarray(val_listing.files))
-    x_train, y_train = x_real[~is_val], y_real[~is_val]
-    x_val, y_val = x_real[is_val], y_real[is_val]
+    settings = {"n_real": config.n_real, "seed": config.seed, "val_fraction": config.val_fraction}
+    check_generators_never_saw(sources, test_set, "test", settings)
+    check_generators_never_saw(sources, val_listing, "val", settings)
+    def load(images):
+        return load_images(images, config.image_size, config.channels, resize_mode=config.resize,
+                           skip_bad_images=config.skip_bad_images)
+
+    x_train, y_train, train_set, train_report = load(train_listing)
+    x_val, y_val, val_set, val_report = load(val_listing)
+    x_test, y_test, test_set, test_report = load(test_set)
+    reports = (train_report, val_report, test_report)
     names = train_set.class_names
     if len(np.unique(y_val)) < len(names):
         raise UserError(f"--val-fraction {config.val_fraction}: the validation split lacks a "
@@ -140,8 +140,7 @@ def build_splits(config: ClassifierConfig) -> Splits:
     if config.oversample:
         repeat_x, repeat_y = oversample(x_train, y_train,
                                         {names.index(c): n for c, n in extras.items()}, config.seed)
-    files = {"train": [f for f, v in zip(train_set.files, is_val, strict=True) if not v],
-             "val": [f for f, v in zip(train_set.files, is_val, strict=True) if v],
+    files = {"train": list(train_set.files), "val": list(val_set.files),
              "test": list(test_set.files)}
     n_train, n_fake = len(x_train), len(fake_x)
     rows = np.arange(n_train + n_fake + len(repeat_x))
@@ -151,8 +150,7 @@ def build_splits(config: ClassifierConfig) -> Splits:
         y_train=np.concatenate([y_train, fake_y, repeat_y]).astype(np.int32),
         synthetic=(rows >= n_train) & (rows < n_train + n_fake),
         x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, files=files, generators=records,
-        skipped_images=train_report.skipped + test_report.skipped,
-        converted_modes=dict(Counter(train_report.converted_modes)
-                             + Counter(test_report.converted_modes)),
+        skipped_images=[f for report in reports for f in report.skipped],
+        converted_modes=dict(sum((Counter(r.converted_modes) for r in reports), Counter())),
         oversampled=rows >= n_train + n_fake,
         dropped_test_duplicates=dropped)

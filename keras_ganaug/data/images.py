@@ -161,26 +161,47 @@ def split_validation(images: ImageSet, val_fraction: float, seed: int) -> tuple[
     depends only on the listing, never on which images decode, so train_gan.py and
     train_classifier.py given the same --n-real, --seed and --val-fraction hold out the same
     files: a GAN never sees the images its classifier is validated on. val_fraction 0 keeps all.
+
+    Byte-identical copies (one sha256) are drawn as one image and land on one side: a copy on
+    each side would put a validation image in a GAN's training set and in the classifier's model
+    selection. A set without copies splits exactly as it did before copies were grouped.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction}: expected a fraction in [0, 1)")
     if val_fraction == 0:
         return images, images.subset(np.zeros(len(images.files), bool))
+    hashes = np.asarray(file_hashes(images))
     val = np.zeros(len(images.files), bool)
     for label, name in enumerate(images.class_names):
         idx = np.flatnonzero(images.labels == label)
         if len(idx) == 0:
             continue
-        if len(idx) < 2:
+        # Each group of copies in the path order of its first file: singletons keep the old order.
+        groups: dict[str, list[int]] = {}
+        for i in sorted(idx, key=lambda i: images.files[i]):
+            groups.setdefault(hashes[i], []).append(i)
+        units = list(groups.values())
+        if len(units) < 2:
             raise UserError(f"--val-fraction {val_fraction}: class {name!r} has {len(idx)} "
-                            f"image in {images.source}; a validation split needs at least 2 "
-                            f"per class (or --val-fraction 0 for a GAN alone)")
-        order = np.asarray(sorted(idx, key=lambda i: images.files[i]))
+                            f"image(s) in {images.source}, {len(units)} distinct; a validation "
+                            f"split needs at least 2 different images per class (or "
+                            f"--val-fraction 0 for a GAN alone)")
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         rng = np.random.default_rng([seed, key])
-        n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx))))
-        val[order[rng.permutation(len(order))[:n_val]]] = True
+        n_val = min(len(units) - 1, max(1, round(val_fraction * len(units))))
+        for unit in rng.permutation(len(units))[:n_val]:
+            val[units[unit]] = True
+    # A copy filed under two classes follows its validation twin.
+    val |= np.isin(hashes, hashes[val])
     return images.subset(~val), images.subset(val)
+
+
+def protocol_cut(images: ImageSet, class_name: str, n_real: int | None, seed: int,
+                 val_fraction: float) -> tuple[ImageSet, ImageSet]:
+    """(train part, held-out validation part) of a training listing: `class_name` cut to `n_real`
+    images by `seed`, then the validation split. The one cut every GAN, classifier and quality
+    measure draws, so what a GAN may see and what a classifier selects on cannot drift apart."""
+    return split_validation(select_real(images, class_name, n_real, seed), val_fraction, seed)
 
 
 def only_class(images: ImageSet, class_name: str) -> ImageSet:
@@ -236,6 +257,47 @@ def _image_mode(path: str) -> str:
         return "?"
 
 
+def _decode_all(images: ImageSet, image_size: int, channels: int,
+                resize_mode: str = "crop") -> list[np.ndarray | Exception]:
+    """Each image decoded (in threads), or the error that stopped it."""
+    sources = images.arrays if images.arrays is not None else images.files
+
+    def decode(item):
+        try:
+            return decode_image(item, image_size, channels, resize_mode)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(decode, sources))
+
+
+def _unreadable(images: ImageSet, decoded: list, skip_bad_images: bool) -> list[int]:
+    """Indices of the images that did not decode; a UserError naming the first unless skipped."""
+    bad = [i for i, d in enumerate(decoded) if isinstance(d, Exception)]
+    if bad and not skip_bad_images:
+        first = images.files[bad[0]]
+        reason = str(decoded[bad[0]]).splitlines()[0] if str(decoded[bad[0]]) else "unreadable"
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise UserError(f"{first}: not a readable image ({reason}){more}; fix or remove them, "
+                        f"or pass --skip-bad-images")
+    return bad
+
+
+# Decoding at this size still reads every byte of a file; JPEG draft mode makes it cheap.
+CHECK_SIZE = 8
+
+
+def check_readable(images: ImageSet, skip_bad_images: bool) -> list[str]:
+    """The files of `images` that do not decode (a UserError naming the first, unless
+    `skip_bad_images`): for the files a run lists but never loads, such as a GAN's held-out
+    validation images, so a broken one stops the run before training, not the classifier later."""
+    if images.arrays is not None:
+        return []
+    bad = _unreadable(images, _decode_all(images, CHECK_SIZE, 1), skip_bad_images)
+    return [images.files[i] for i in bad]
+
+
 def load_images(images: ImageSet, image_size: int, channels: int, *, resize_mode: str = "crop",
                 skip_bad_images: bool = False) -> tuple[np.ndarray, np.ndarray, ImageSet, LoadReport]:
     """Decode every image of the set -> (uint8 [N,H,W,C], labels, the set actually loaded, report).
@@ -247,24 +309,9 @@ def load_images(images: ImageSet, image_size: int, channels: int, *, resize_mode
         raise UserError(f"--channels {channels}: expected 1 or 3")
     if resize_mode not in RESIZE_MODES:
         raise UserError(f"--resize {resize_mode}: expected one of {', '.join(RESIZE_MODES)}")
-    sources = images.arrays if images.arrays is not None else images.files
-
-    def decode(item):
-        try:
-            return decode_image(item, image_size, channels, resize_mode)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-            return err
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        decoded = list(pool.map(decode, sources))
-    bad = [i for i, d in enumerate(decoded) if isinstance(d, Exception)]
+    decoded = _decode_all(images, image_size, channels, resize_mode)
+    bad = _unreadable(images, decoded, skip_bad_images)
     report = LoadReport()
-    if bad and not skip_bad_images:
-        first = images.files[bad[0]]
-        reason = str(decoded[bad[0]]).splitlines()[0] if str(decoded[bad[0]]) else "unreadable"
-        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise UserError(f"{first}: not a readable image ({reason}){more}; fix or remove them, "
-                        f"or pass --skip-bad-images")
     report.skipped = [images.files[i] for i in bad]
     good = np.array([i not in set(bad) for i in range(len(decoded))], bool)
     loaded = images.subset(good)

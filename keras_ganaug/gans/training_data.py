@@ -47,9 +47,11 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
         raise UserError(f"--class {class_name}: not a class of {images.source}; classes are "
                         f"{', '.join(images.class_names)}")
     class_id = images.class_index(class_name)
-    images = data_lib.select_real(images, class_name, config.n_real, config.seed)
     # Only the train part: the classifier's validation images never reach the GAN.
-    images, held_out = data_lib.split_validation(images, config.val_fraction, config.seed)
+    images, held_out = data_lib.protocol_cut(images, class_name, config.n_real, config.seed,
+                                             config.val_fraction)
+    # Never loaded here, but the classifier will: a broken one stops the run before training.
+    unreadable = data_lib.check_readable(held_out, config.skip_bad_images)
     if not gan_class(config.gan, config.conditional).conditional:
         images = data_lib.only_class(images, class_name)
     elif len(images.class_names) < 2:
@@ -67,6 +69,7 @@ def prepare_training_set(config: GANConfig) -> TrainingSet:
     arrays, labels, loaded, report = data_lib.load_images(
         images, config.image_size, config.channels, resize_mode=config.resize,
         skip_bad_images=config.skip_bad_images)
+    report.skipped += unreadable
     return TrainingSet(arrays, labels, loaded, class_name, class_id, report, source, held_out,
                        duplicates, pretrained, pretrained_sha256)
 

@@ -49,16 +49,16 @@ def pretraining(init_from: str, settings: dict, defaults: dict, held_out,
     """(the earlier run's training_files.json entries, the sha256 of every image its generator
     saw: its own training_files_sha256, which includes any run it was itself started from),
     once read_init_run accepts it and none of them is one of this run's validation images."""
+    from keras_ganaug.data.trained import read_trained_files
+
     _, metadata = read_init_run(init_from, settings, defaults)
-    files = json.loads((Path(init_from) / "training_files.json").read_text())["files"]
-    hashes = metadata.get("training_files_sha256") or []
-    seen = set(hashes)
-    leaked = [f for f, h in zip(held_out.files, held_out_hashes, strict=True) if h in seen]
+    trained = read_trained_files(init_from, metadata, need_listing=True)
+    leaked = trained.seen(held_out, held_out_hashes)
     if leaked:
         raise UserError(f"--init-from {init_from}: it trained on {len(leaked)} image(s) of this "
                         f"run's validation split (e.g. {leaked[0]}); pretrain on another class, "
                         f"with the same --seed and --val-fraction")
-    return files, list(hashes)
+    return list(trained.files), list(trained.sha256)
 
 
 def copy_networks(gan, earlier_gan, checkpoints: Path) -> None:

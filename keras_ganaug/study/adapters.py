@@ -106,19 +106,11 @@ def release_models() -> None:
     keras.backend.clear_session()
 
 
-def load_classifier(run_folder: Path):
-    """The best model a classifier run saved (custom layers registered by importing classifiers)."""
-    import keras
-
-    import keras_ganaug.classify.models  # noqa: F401  registers the package's serializable layers
-
-    return keras.saving.load_model(run_folder / "best.keras")
-
-
 def evaluate_classifier(run_folder: Path, images, labels, class_names: list[str],
                         minority: str, decision: dict | None = None) -> dict:
     """Metrics of a finished run's best model (the one its metrics.json measured) on given images;
     with the run's val-tuned `decision`, the decision metrics are at it, as the study reports."""
+    from keras_ganaug.classify import load_classifier
     from keras_ganaug.data.images import make_dataset
     from keras_ganaug.metrics.classification import classification_metrics, tuned_metrics
 

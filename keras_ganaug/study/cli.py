@@ -121,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(silent=args.quiet)
     if args.report_only:
         from keras_ganaug.study.report import write_report
 

@@ -67,7 +67,7 @@ class FeatureSpace:
         unseen real minority (test split), TSTR, and the images it trained on."""
         import numpy as np
 
-        from keras_ganaug.data.images import select_real, split_validation
+        from keras_ganaug.data.images import protocol_cut
         from keras_ganaug.gans.export import load_metadata
         from keras_ganaug.metrics import quality
         from keras_ganaug.quality import image_measures
@@ -79,8 +79,8 @@ class FeatureSpace:
         count = int(np.clip(len(unseen), *QUALITY_SAMPLES))
         fakes = synthesize(generator_folder, count, seed=10_000 + seed, class_id=class_id)
         # The images this generator saw: the cell's seeded cut, less its validation split.
-        cut = select_real(self.train_set, self.minority, n_real, seed)
-        seen = set(split_validation(cut, self.config.val_fraction, seed)[0].files)
+        seen = set(protocol_cut(self.train_set, self.minority, n_real, seed,
+                                self.config.val_fraction)[0].files)
         in_cut = np.array([f in seen for f in self.train_set.files])
         seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
         fake_features = quality.extract_features(self.model, fakes)

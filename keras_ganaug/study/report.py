@@ -41,6 +41,10 @@ QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall
            "gan_memorized_fraction": "memorized fraction", "gan_tstr_over_trtr": "TSTR / TRTR",
            "gan_c2st_auc": "C2ST AUC",
            "gan_total_seconds": "GAN seconds"}
+# The range each measure cannot leave, for its interval (KID's unbiased estimate can be below 0).
+QUALITY_BOUNDS = {"gan_precision": stats.UNIT, "gan_recall": stats.UNIT,
+                  "gan_memorized_fraction": stats.UNIT, "gan_c2st_auc": stats.UNIT,
+                  "gan_memorization_ratio": (0.0, math.inf), "gan_tstr_over_trtr": (0.0, math.inf)}
 
 
 # Markdown ---------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def quality_table(results: pd.DataFrame, ns: list[str]) -> str | None:
                     # a wall time is no estimate: a t interval of it can go below 0 s
                     row.append(_fmt(values.mean(), values.min(), values.max(), 0))
                     continue
-                est = stats.estimate(values)
+                est = stats.estimate(values, bounds=QUALITY_BOUNDS.get(column, stats.UNBOUNDED))
                 row.append(_fmt(est.mean, est.ci_low, est.ci_high, 3))
             rows.append(row)
     return _table(["GAN", "N real", "seeds"] + [QUALITY[c] for c in columns], rows)

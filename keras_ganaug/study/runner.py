@@ -51,19 +51,17 @@ def val_images_seen(run_folder: Path, generators: list[str]) -> int | None:
     """How many of the run's validation files (splits.json) any generator trained on, by sha256:
     the proof, per cell, that no val image reached a GAN (the classifier refuses otherwise);
     None when the run left no splits.json to check."""
-    import hashlib
+    from keras_ganaug.data.images import file_hashes
+    from keras_ganaug.data.trained import files_set, read_trained_files
+    from keras_ganaug.gans.export import load_metadata
 
     splits = run_folder / "splits.json"
     if not generators or not splits.is_file():
         return 0 if not generators else None
-    val_files = json.loads(splits.read_text())["val"]
-    val_hashes = {hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in val_files
-                  if Path(f).is_file()}
-    trained = set()
-    for folder in generators:
-        trained |= set(json.loads((Path(folder) / "metadata.json").read_text())
-                       .get("training_files_sha256") or [])
-    return len(val_hashes & trained)
+    val = files_set([f for f in json.loads(splits.read_text())["val"] if Path(f).is_file()], "val")
+    hashes = file_hashes(val)
+    return len({f for folder in generators
+                for f in read_trained_files(folder, load_metadata(folder)).seen(val, hashes)})
 
 
 class Study:
@@ -277,13 +275,14 @@ def write_leakage(config: StudyConfig, out: Path) -> dict:
     """OUT/leakage.json: the test split against the training split and every generator's hashes."""
     from keras_ganaug.data import leakage
     from keras_ganaug.data.images import list_images
+    from keras_ganaug.data.trained import read_trained_files
+    from keras_ganaug.gans.export import load_metadata
 
     root = data_root(config)
     models = {}
     for folder in sorted((out / "generators").glob("*/")):
         if generator_is_finished(folder):
-            metadata = json.loads((folder / "metadata.json").read_text())
-            models[folder.name] = metadata.get("training_files_sha256", [])
+            models[folder.name] = list(read_trained_files(folder, load_metadata(folder)).sha256)
     report = leakage.leakage_report(list_images(root, "train"), list_images(root, "test"), models)
     report["statement"] = leakage.describe(report)
     write_json(out / "leakage.json", report)

@@ -106,7 +106,7 @@ def summarize(results: pd.DataFrame, outputs: dict[str, dict] | None = None) -> 
                 if metric not in mine or mine[metric].isna().all():
                     continue
                 values = mine[metric].to_numpy(dtype=float)
-                est = stats.estimate(values)
+                est = stats.estimate(values, bounds=stats.UNIT)  # every metric here is a rate
                 row = {"arm": arm, "method": mine["method"].iloc[0],
                        "synthetic": mine["synthetic"].iloc[0] if "synthetic" in mine else "",
                        "n_real": n_real, "n_minority": int(at_n["n_minority"].median()),
@@ -171,7 +171,7 @@ def _difference(mine, theirs, runs_a, runs_b, metric) -> dict:
     a = mine.groupby("seed")[metric].mean()
     b = theirs.groupby("seed")[metric].mean()
     seeds = sorted(set(a.index) & set(b.index))
-    diff = stats.paired_difference(a[seeds].to_numpy(), b[seeds].to_numpy())
+    diff = stats.paired_difference(a[seeds].to_numpy(), b[seeds].to_numpy(), bounds=stats.UNIT)
     return {"seeds": diff.estimate.n, "diff": diff.estimate.mean, "ci_low": diff.estimate.ci_low,
             "ci_high": diff.estimate.ci_high, "p": diff.p_value, "interval": "t over seeds",
             "delong_p_per_seed": ""}
