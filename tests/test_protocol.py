@@ -109,7 +109,7 @@ def test_the_cut_is_drawn_in_one_place():
     """select_real and split_validation are called by protocol_cut only; everyone else calls it."""
     assert _calls_of({"select_real", "split_validation"}) == [("data/images.py", "protocol_cut")]
     callers = {path for path, _ in _calls_of({"protocol_cut"})}
-    assert {"classify/splits.py", "study/features.py", "gans/training.py"} <= callers
+    assert {"classify/splits.py", "study/features.py", "gans/training_data.py"} <= callers
 
 
 def _refuse(*_args, **_kwargs):
@@ -119,7 +119,8 @@ def _refuse(*_args, **_kwargs):
 def test_classifier_and_gan_draw_their_images_through_the_cut(demo_root, tmp_path, monkeypatch):
     from keras_ganaug.classify.config import ClassifierConfig
     from keras_ganaug.classify.splits import build_splits
-    from keras_ganaug.gans.training import GANConfig, prepare_training_set
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training_data import prepare_training_set
 
     monkeypatch.setattr(data, "protocol_cut", _refuse)
     with pytest.raises(RuntimeError, match="protocol_cut reached"):
@@ -259,7 +260,8 @@ def test_a_broken_held_out_image_stops_train_gan_before_training(tmp_path, capsy
     )
 
     import train_gan
-    from keras_ganaug.gans.training import GANConfig, prepare_training_set
+    from keras_ganaug.gans.config import GANConfig
+    from keras_ganaug.gans.training_data import prepare_training_set
 
     root = image_folder(tmp_path / "data", {"train": {"a": 6, "b": 10}})
     bad = write_bad_image(root / "train" / "a" / BAD_NAMES[kind], kind)
