@@ -274,3 +274,37 @@ def test_epoch_end_checkpoints_are_spaced_by_time_and_the_last_epoch_always_save
     assert saved_steps(every=0, min_seconds=60, step_seconds=0.3) == [10]
     assert saved_steps(every=0, min_seconds=0, step_seconds=0.3) == list(range(1, 11))
     assert saved_steps(every=4, min_seconds=60, step_seconds=0.3) == list(range(1, 11))
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_in_the_first_minute_leaves_a_checkpoint_that_resumes_exactly(
+        capsys, monkeypatch, tmp_path, demo_root, gan_reference):
+    """No epoch-end checkpoint is due yet (the default spaces them a minute apart): the
+    interrupt itself checkpoints the steps done, exit 130, and --resume ends bit-equal."""
+    from keras_ganaug.gans import callbacks
+
+    original = callbacks.StopOnNaN.on_train_batch_end
+    batches = []
+
+    def interrupt_at_the_fifth_batch(self, batch, logs=None):
+        original(self, batch, logs)
+        batches.append(batch)
+        if len(batches) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.StopOnNaN, "on_train_batch_end", interrupt_at_the_fifth_batch)
+    out = tmp_path / "interrupted"
+    at = GAN_FLAGS.index("--checkpoint-every")
+    flags = [*GAN_FLAGS[:at], *GAN_FLAGS[at + 2:]]  # epoch ends only, a minute apart
+    args = ["--data", str(demo_root), *flags, *GANS["dcgan"], "--out", str(out)]
+    code, _, err = call(train_gan.main, args, capsys)
+    assert code == 130 and "--resume" in err
+    assert checkpoint_position(out) == (1, 1)  # 4 steps an epoch: step 5 is epoch 1, step 1
+    monkeypatch.undo()
+    code, _, err = call(train_gan.main, [*args, "--resume"], capsys)
+    assert code == 0, err[-3000:]
+    reference = tmp_path / "reference"
+    code, _, err = call(train_gan.main, ["--data", str(demo_root), *flags, *GANS["dcgan"],
+                                         "--out", str(reference)], capsys)
+    assert code == 0, err[-3000:]
+    assert_same_values(exported(out), exported(reference))

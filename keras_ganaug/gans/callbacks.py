@@ -82,6 +82,16 @@ class GANCheckpoint(keras.callbacks.Callback):
         if step // self.every > self.saved_step // self.every and step % self.steps_per_epoch:
             self._save(step, logs)
 
+    def save_if_behind(self) -> None:
+        """Checkpoint the steps done since the last checkpoint (a Ctrl-C: without it a run
+        stopped in its first minute had nothing to resume from). A step is whole once its
+        train function returned, which is when Python sees the interrupt."""
+        step = int(self.model.g_steps.numpy())
+        if step > self.saved_step:
+            # The epoch's running loss means, as fit logs them: a non-finite one (the step
+            # interrupted may have diverged unseen) keeps the last good checkpoint.
+            self._save(step, {m.name: float(m.result()) for m in self.model.metrics})
+
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.g_steps.numpy())
         if (self.every or step == self.last_step

@@ -230,9 +230,13 @@ def _fit(gan, data: TrainingSet, schedule: dict, seed: int, callbacks: RunCallba
             continue
         dataset = real_batches(data.arrays, data.labels, schedule["batch_size"],
                                steps_per_epoch, seed, first, skip)
-        history = gan.fit(dataset, epochs=last, initial_epoch=first,
-                          steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks.in_order,
-                          verbose=verbose, shuffle=False)
+        try:
+            history = gan.fit(dataset, epochs=last, initial_epoch=first,
+                              steps_per_epoch=steps_per_epoch - skip,
+                              callbacks=callbacks.in_order, verbose=verbose, shuffle=False)
+        except KeyboardInterrupt:
+            callbacks.checkpoint.save_if_behind()  # --resume goes on from the last whole step
+            raise
         logs.update({k: float(v[-1]) for k, v in history.history.items() if v})
         history_log.append = True  # the next fit goes on in the same history.csv
     return logs
