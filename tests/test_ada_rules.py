@@ -12,7 +12,8 @@ def test_ada_p_speed_is_in_images_shown_whatever_n():
     when every real image is scored "real" (rt = 1), for a set of 10 images as for 500."""
     import tensorflow as tf
 
-    from keras_ganaug.gans.augment import ADA_SPEED_IMAGES, make_augmenter
+    from keras_ganaug.gans.augment import ADA_SPEED_IMAGES
+    from keras_ganaug.gans.augmenters import make_augmenter
 
     for n_images in (10, 500):
         ada = make_augmenter("ada", seed=0, interval=4)

@@ -223,7 +223,7 @@ def test_test_duplicates_are_named_and_can_be_dropped(data_root, tmp_path):
 def test_generator_trained_on_val_images_is_refused(data_root, tmp_path):
     val = build_splits(_config(data_root, tmp_path, n_real=10)).files["val"]
     leaky = write_fake_generator(tmp_path / "leaky", trained_on=(val[-1],))
-    with pytest.raises(UserError, match="of the val split.*same --n-real, --seed and --val-frac"):
+    with pytest.raises(UserError, match=r"of the val split.*trained with --n-real 5 \(this run: 10\)"):
         build_splits(_config(data_root, tmp_path, n_real=10, generators=[str(leaky)]))
 
 

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans import augment as da
+from keras_ganaug.gans.augmenters import make_augmenter
+from keras_ganaug.gans.registry import AUGMENT_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,9 +172,9 @@ def test_seeds_make_results_reproducible_and_generators_advance():
 
 def test_augmenter_runs_in_tf_function_like_eager():
     x = images()
-    eager = [da.make_augmenter(kind, seed=2, **opts) for kind, opts in
+    eager = [make_augmenter(kind, seed=2, **opts) for kind, opts in
              [("diffaugment", {}), ("ada", {"initial_p": 0.7})]]
-    graph = [da.make_augmenter(kind, seed=2, **opts) for kind, opts in
+    graph = [make_augmenter(kind, seed=2, **opts) for kind, opts in
              [("diffaugment", {}), ("ada", {"initial_p": 0.7})]]
 
     @tf.function
@@ -191,8 +193,8 @@ def test_augmenter_runs_in_tf_function_like_eager():
 
 def test_augmenters_compile_with_xla_and_pass_gradients():
     """Keras fit() may XLA-compile the GAN's train_step (jit_compile="auto" on GPU)."""
-    for augmenter in (da.make_augmenter("diffaugment", seed=1),
-                      da.make_augmenter("ada", seed=1, initial_p=0.8, speed_images=32, interval=1)):
+    for augmenter in (make_augmenter("diffaugment", seed=1),
+                      make_augmenter("ada", seed=1, initial_p=0.8, speed_images=32, interval=1)):
 
         @tf.function(jit_compile=True)
         def step(batch, augmenter=augmenter):
@@ -211,23 +213,23 @@ def test_augmenters_compile_with_xla_and_pass_gradients():
 
 def test_augmenter_is_identity_outside_training_and_none_kind_does_nothing():
     x = images()
-    for kind in da.AUGMENT_KINDS:
-        augmenter = da.make_augmenter(kind, seed=0, **({"initial_p": 1.0} if kind == "ada" else {}))
+    for kind in AUGMENT_KINDS:
+        augmenter = make_augmenter(kind, seed=0, **({"initial_p": 1.0} if kind == "ada" else {}))
         np.testing.assert_array_equal(augmenter(x, training=False), x)
-    none = da.make_augmenter("none", seed=0)
+    none = make_augmenter("none", seed=0)
     np.testing.assert_array_equal(none(x, training=True), x)
     assert none.update(tf.ones([4, 1])) is None and none.p is None
-    assert da.make_augmenter("diffaugment", seed=0).p is None
+    assert make_augmenter("diffaugment", seed=0).p is None
 
 
 def test_layers_keep_bfloat16_inputs_under_mixed_precision():
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        for kind in da.AUGMENT_KINDS:
-            augmenter = da.make_augmenter(kind, seed=0)
+        for kind in AUGMENT_KINDS:
+            augmenter = make_augmenter(kind, seed=0)
             assert augmenter(images(dtype=tf.bfloat16), training=True).dtype == tf.bfloat16
             assert augmenter(images(), training=True).dtype == tf.float32
-        assert da.make_augmenter("ada").probability.dtype == "float32"
+        assert make_augmenter("ada").probability.dtype == "float32"
     finally:
         keras.config.set_dtype_policy("float32")
 
@@ -240,7 +242,7 @@ def test_ada_update_steps_by_images_seen_and_clips():
 
 
 def test_ada_p_rises_when_d_overfits_and_falls_when_it_does_not():
-    ada = da.make_augmenter("ada", seed=0, speed_images=64, interval=4)
+    ada = make_augmenter("ada", seed=0, speed_images=64, interval=4)
     confident = tf.fill([8, 1], 3.0)  # D calls every real image real: overfitting
     seen = []
     for _ in range(4):
@@ -268,7 +270,7 @@ def test_ada_p_rises_while_a_discriminator_memorises_a_tiny_set():
         keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
         keras.layers.Flatten(), keras.layers.Dense(1)])
     optimizer = keras.optimizers.Adam(1e-2)
-    ada = da.make_augmenter("ada", seed=0, speed_images=200, interval=4)
+    ada = make_augmenter("ada", seed=0, speed_images=200, interval=4)
     real = images(batch=8, size=16, seed=3) * 0.5 + 0.3  # brighter than the fakes
 
     @tf.function
@@ -295,7 +297,7 @@ def test_ada_state_survives_save_and_load_weights(tmp_path):
 
         def __init__(self):
             super().__init__()
-            self.augmenter = da.make_augmenter("ada", seed=3, speed_images=80)
+            self.augmenter = make_augmenter("ada", seed=3, speed_images=80)
             self.built = True
 
     trained = Holder()
@@ -319,7 +321,7 @@ def test_config_round_trip():
     for kind, opts in [("none", {}), ("diffaugment", {"policy": "color,cutout"}),
                        ("ada", {"target": 0.7, "speed_images": 2000, "interval": 2,
                                 "initial_p": 0.1})]:
-        layer = da.make_augmenter(kind, seed=5, **opts)
+        layer = make_augmenter(kind, seed=5, **opts)
         clone = layer.__class__.from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
         np.testing.assert_array_equal(clone(images(), training=True), layer(images(), training=True))
@@ -327,11 +329,11 @@ def test_config_round_trip():
 
 def test_bad_choices_are_user_errors():
     with pytest.raises(UserError, match="--augment"):
-        da.make_augmenter("mixup")
+        make_augmenter("mixup")
     with pytest.raises(UserError, match="policy"):
-        da.make_augmenter("diffaugment", policy="color,zoom")
+        make_augmenter("diffaugment", policy="color,zoom")
     with pytest.raises(UserError, match="target"):
-        da.make_augmenter("ada", target=1.5)
+        make_augmenter("ada", target=1.5)
     assert da.parse_policy(" color , cutout ") == ["color", "cutout"]
     np.testing.assert_array_equal(da.diff_augment(images(), policy=""), images())
 
@@ -341,7 +343,7 @@ DISTRIBUTED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_ganaug.gans.augment import make_augmenter
+    from keras_ganaug.gans.augmenters import make_augmenter
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         ada = make_augmenter("ada", seed=0, speed_images=64, interval=2, initial_p=1.0)

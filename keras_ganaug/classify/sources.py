@@ -166,7 +166,9 @@ def _why_seen(trained: TrainedFiles, seen: list[str], split: str, settings: dict
                 "GAN with --drop-test-duplicates")
     if set(seen) & {f["path"] for f in trained.pretraining_files}:
         return "its --init-from run trained on them; pretrain on another class"
-    if not set(seen) & set(trained.paths()):
+    # Copies are told apart by the listing: an export copied without training_files.json has only
+    # hashes, and its settings are then the better clue.
+    if trained.files and not set(seen) & set(trained.paths()):
         return ("byte-identical copies of them under other names are among its training files "
                 "(a split that parted copies, or copies in another folder): retrain the GAN with "
                 "this keras-ganaug, whose split keeps copies on one side, or remove the copies")

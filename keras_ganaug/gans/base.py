@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.augment import make_augmenter
+from keras_ganaug.gans.augmenters import make_augmenter
 from keras_ganaug.gans.backbones import backbone, call_with_options
 from keras_ganaug.gans.recipes import RECIPE_OPTIONS, Recipe
 from keras_ganaug.gans.regularizers import RecipeRegularizers

@@ -160,7 +160,7 @@ FASTGAN = {"arch": "fastgan", "width": 32, "augment": "diffaugment",
 RECIPES: dict[str, dict] = {
     "today": {},
     "diffaugment": {"augment": "diffaugment"},
-    # StyleGAN2-ADA's adaptive augmentation (gans/augment.AdaAugment): p moves by images shown.
+    # StyleGAN2-ADA's adaptive augmentation (gans/augmenters.AdaAugment): p moves by images shown.
     "ada": {"augment": "ada"},
     # Resize + conv upsampling alone (Odena et al. 2016: no checkerboard), the D unchanged, so
     # the upsampling is compared without spectral norm's effect mixed in.

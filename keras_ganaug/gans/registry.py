@@ -8,7 +8,7 @@ from __future__ import annotations
 
 GAN_NAMES = ("dcgan", "cgan", "wgan-gp", "infogan")
 CONDITIONAL_VARIANTS = ("wgan-gp",)  # GANs that --conditional turns class-conditional
-AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augment.py
+AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augmenters.py
 # GANs that refuse --augment ada, and why: ADA steers p by sign(D(real)), which says "too sure
 # these are real" only for a discriminator whose logits are centred on 0.
 ADA_REFUSED = {"wgan-gp": "its overfitting signal, the sign of D(real), means nothing for the "
