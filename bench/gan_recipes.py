@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from keras_ganaug.errors import ArgumentParser, UserError, add_common_flags, run_cli  # noqa: E402
+from keras_ganaug.cli_helpers import ArgumentParser, add_common_flags, run_cli  # noqa: E402
+from keras_ganaug.errors import UserError  # noqa: E402
 from keras_ganaug.gans.recipes import RECIPE_NAMES  # noqa: E402
 
 DEFAULT_DATA = "../shared/data/skin_cancer"

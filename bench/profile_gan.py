@@ -114,7 +114,7 @@ def table(times: collections.Counter, steps: int, top: int = 12) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_ganaug.errors import positive_int
+    from keras_ganaug.cli_helpers import positive_int
     from keras_ganaug.gans.registry import GAN_NAMES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)

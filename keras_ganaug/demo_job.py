@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_ganaug.errors import add_common_flags, quiet_tensorflow, run_cli
+from keras_ganaug.cli_helpers import add_common_flags, quiet_tensorflow, run_cli
 
 # The demo GAN's budget: what keeps the whole job within 6 minutes on 2 CPU cores (train_gan.py's
 # DEFAULT_KIMG, 65, would take the GAN alone about 5).

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_ganaug.cli_helpers import ArgumentParser, add_common_flags, quiet_tensorflow, run_cli
 from keras_ganaug.data.trained import TRAINING_FILES, TrainedFiles, files_set, read_trained_files
-from keras_ganaug.errors import UserError, add_common_flags, quiet_tensorflow, run_cli
+from keras_ganaug.errors import UserError
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
 from keras_ganaug.metrics.quality import C2ST_EPOCHS
 
@@ -161,8 +162,6 @@ def summary(result: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_ganaug.errors import ArgumentParser  # flag errors: one line, exit 2
-
     def whole(text: str) -> int:
         try:
             return int(text)

@@ -1,4 +1,4 @@
-"""errors.config_from_flags: the one way the CLIs turn parsed flags into their config dataclass."""
+"""cli_helpers.config_from_flags: the one way the CLIs turn parsed flags into their config dataclass."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from keras_ganaug.errors import config_from_flags
+from keras_ganaug.cli_helpers import config_from_flags
 
 
 @dataclasses.dataclass

@@ -13,12 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "keras_ganaug"
 # The pipeline, lowest layer first: a module may import its own layer and the ones before it.
-# Infrastructure first (errors, atomic writes, checkpoints, precision, figures), then the stages
-# in the order data flows: images -> GANs -> synthesis -> metrics -> classifier -> generator
-# quality -> study -> the demo job that runs them all.
+# Infrastructure first (errors, the CLIs' shared helpers, atomic writes, checkpoints, precision,
+# figures), then the stages in the order data flows: images -> GANs -> synthesis -> metrics ->
+# classifier -> generator quality -> study -> the demo job that runs them all.
 LAYERS = (
-    ("keras_ganaug", "keras_ganaug.errors", "keras_ganaug.io", "keras_ganaug.checkpoints",
-     "keras_ganaug.runtime", "keras_ganaug.plots"),
+    ("keras_ganaug", "keras_ganaug.errors", "keras_ganaug.cli_helpers", "keras_ganaug.io",
+     "keras_ganaug.checkpoints", "keras_ganaug.runtime", "keras_ganaug.plots"),
     ("keras_ganaug.data",),
     ("keras_ganaug.gans",),
     ("keras_ganaug.synthesize",),

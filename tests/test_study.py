@@ -610,7 +610,7 @@ def test_report_warns_when_quality_comes_from_two_feature_spaces():
 # A fresh Keras model per cell, each predicting a set whose last batch is short: what a study does.
 RETRACING_PER_MODEL = """
 import sys
-from keras_ganaug.errors import quiet_tensorflow
+from keras_ganaug.cli_helpers import quiet_tensorflow
 quiet_tensorflow(silent=sys.argv[1] == "quiet")
 import numpy as np, keras
 for cell in range(6):

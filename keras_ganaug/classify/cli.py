@@ -21,14 +21,14 @@ from keras_ganaug.classify.augment import AUGMENT_MODES
 from keras_ganaug.classify.config import SYNTHETIC_CLASSES, ClassifierConfig
 from keras_ganaug.classify.models import MODELS
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
-from keras_ganaug.data.images import DEFAULT_VAL_FRACTION, RESIZE_MODES
-from keras_ganaug.errors import (
+from keras_ganaug.cli_helpers import (
     ArgumentParser,
     add_common_flags,
     config_from_flags,
     quiet_tensorflow,
     run_cli,
 )
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION, RESIZE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:

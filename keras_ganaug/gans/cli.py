@@ -13,8 +13,7 @@ import argparse
 from dataclasses import fields
 
 from keras_ganaug import runtime
-from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.errors import (
+from keras_ganaug.cli_helpers import (
     ArgumentParser,
     add_common_flags,
     config_from_flags,
@@ -22,6 +21,7 @@ from keras_ganaug.errors import (
     quiet_tensorflow,
     run_cli,
 )
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.gans.config import GAN_OPTIONS, GANConfig, check_config
 from keras_ganaug.gans.recipes import (
     DEFAULT_KIMG,

@@ -35,14 +35,9 @@ import sys
 from pathlib import Path
 
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
+from keras_ganaug.cli_helpers import add_common_flags, config_from_flags, quiet_tensorflow, run_cli
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.errors import (
-    UserError,
-    add_common_flags,
-    config_from_flags,
-    quiet_tensorflow,
-    run_cli,
-)
+from keras_ganaug.errors import UserError
 from keras_ganaug.study.grid import (
     DEFAULT_GAN_KIMG,
     DEFAULT_METHODS,
