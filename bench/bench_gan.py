@@ -20,7 +20,7 @@ that over the median window. With --roofline, an n=2048 matmul is timed in bfloa
 after every round, and the share is the path's GFLOP/s over the median rate of its own precision.
 
 Quality (full run, or --quality-steps N): DCGAN on the demo set's benign class, float32 against the
-auto precision, same seeds and steps; KID (keras_ganaug.metrics.quality) of 500 EMA-generator
+auto precision, same seeds and steps; KID (keras_ganaug.metrics.measures) of 500 EMA-generator
 samples against the 400 training images, in the penultimate features of simple-cnn trained on the
 demo train split (both classes), as the study measures quality.
 """
@@ -55,7 +55,7 @@ from keras_ganaug.gans import gan_class  # noqa: E402
 from keras_ganaug.gans.backbones import dcgan as networks  # noqa: E402
 from keras_ganaug.gans.base import Step  # noqa: E402
 from keras_ganaug.gans.registry import GAN_NAMES  # noqa: E402  # noqa: E402
-from keras_ganaug.metrics import quality  # noqa: E402
+from keras_ganaug.metrics import measures  # noqa: E402
 
 QUALITY_SAMPLES = 500
 
@@ -252,7 +252,7 @@ def feature_model(image_size: int) -> keras.Model:
         classifier = build_classifier("simple-cnn", image_size, 3, len(loaded.class_names))
     classifier.fit(data_lib.make_dataset(arrays, labels, 32, shuffle=True, seed=0), epochs=10,
                    verbose=0)
-    return quality.feature_model(classifier)
+    return measures.feature_model(classifier)
 
 
 def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int) -> dict:
@@ -260,7 +260,7 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
     image_size = 64
     arrays, _, loaded = demo_arrays(image_size, "benign")
     extractor = feature_model(image_size)
-    real = quality.extract_features(extractor, arrays)
+    real = measures.extract_features(extractor, arrays)
     runs = []
     for policy in dict.fromkeys(("float32", precision)):
         for seed in seeds:
@@ -275,8 +275,8 @@ def bench_quality(precision: str, steps: int, seeds: list[int], batch_size: int)
             gan.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
             seconds = time.perf_counter() - start
             fake, _ = gan.generate(QUALITY_SAMPLES, seed=1000 + seed)
-            fake_features = quality.extract_features(extractor, data_lib.to_uint8(fake).numpy())
-            scores = quality.kid(real, fake_features, seed=seed)
+            fake_features = measures.extract_features(extractor, data_lib.to_uint8(fake).numpy())
+            scores = measures.kid(real, fake_features, seed=seed)
             kid, kid_std = scores["kid"], scores["kid_std"]
             runs.append({"precision": policy, "seed": seed, "steps": steps, "kid": kid,
                          "kid_std": kid_std, "train_seconds": seconds})

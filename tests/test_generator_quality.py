@@ -59,7 +59,7 @@ def export(tmp_path_factory, demo_root):
 def test_feature_space_learns_saves_and_reloads(encoder_file, tmp_path):
     from keras_ganaug.errors import UserError
     from keras_ganaug.metrics.features import TINY_WIDTHS, load_feature_space, save_feature_space
-    from keras_ganaug.metrics.quality import extract_features
+    from keras_ganaug.metrics.measures import extract_features
 
     path, losses = encoder_file
     assert losses[-1] < losses[0]  # the contrastive task is being learnt
@@ -77,7 +77,7 @@ def test_feature_space_learns_saves_and_reloads(encoder_file, tmp_path):
 
 def test_a_generator_that_returns_training_images_is_flagged(encoder_file):
     from keras_ganaug.metrics.features import load_feature_space
-    from keras_ganaug.quality import image_measures
+    from keras_ganaug.metrics.measures import image_measures
 
     encoder = load_feature_space(encoder_file[0])
     seen, unseen, honest = _lesions(30, 1), _lesions(30, 2), _lesions(30, 3)
@@ -92,7 +92,7 @@ def test_a_generator_that_returns_training_images_is_flagged(encoder_file):
 def test_cli_trains_the_features_once_and_writes_quality_json(export, demo_root, encoder_file,
                                                              tmp_path, monkeypatch):
     from keras_ganaug.metrics import features as features_lib
-    from keras_ganaug.quality import main
+    from keras_ganaug.metrics.generator import main
 
     trained = []
 
@@ -129,7 +129,7 @@ def test_cli_trains_the_features_once_and_writes_quality_json(export, demo_root,
 def test_cli_bad_input_is_one_line_and_exit_2(case, message, export, demo_root, tmp_path, capsys):
     import re
 
-    from keras_ganaug.quality import main
+    from keras_ganaug.metrics.generator import main
 
     real = str(demo_root / "test" / "malignant")
     args = {"no-generator": [str(tmp_path / "nothing"), real],
@@ -145,7 +145,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, message, export, demo_root, 
 
 
 def test_python_m_entry_point_reports_errors_in_one_line(tmp_path):
-    proc = run_script("-m", "keras_ganaug.quality", str(tmp_path), str(tmp_path), "--count", "x")
+    proc = run_script("-m", "keras_ganaug.metrics.generator", str(tmp_path), str(tmp_path), "--count", "x")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: argument --count: expected a whole number, got 'x'"]

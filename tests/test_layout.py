@@ -24,7 +24,7 @@ LAYERS = (
     ("keras_ganaug.synthesize",),
     ("keras_ganaug.metrics",),
     ("keras_ganaug.classify",),
-    ("keras_ganaug.quality",),
+    ("keras_ganaug.metrics.generator",),  # judging one export: a CLI, above the metrics it uses
     ("keras_ganaug.study",),
     ("keras_ganaug.demo_job",),
 )
@@ -71,12 +71,20 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer(module: str) -> int:
-    for rank, prefixes in enumerate(LAYERS):
-        for prefix in prefixes:
-            # "keras_ganaug" is the package's __init__ only, not a prefix of every module.
-            if module == prefix or (prefix != "keras_ganaug" and module.startswith(prefix + ".")):
-                return rank
-    raise AssertionError(f"{module}: in no layer of LAYERS; add it where it belongs")
+    """The rank of the longest prefix in LAYERS that names `module` or a package holding it."""
+    ranks = {prefix: rank for rank, prefixes in enumerate(LAYERS) for prefix in prefixes}
+    # "keras_ganaug" is the package's __init__ only, not a prefix of every module.
+    matching = [prefix for prefix in ranks if module == prefix
+                or (prefix != "keras_ganaug" and module.startswith(prefix + "."))]
+    assert matching, f"{module}: in no layer of LAYERS; add it where it belongs"
+    return ranks[max(matching, key=len)]
+
+
+def cli_modules(modules: dict[str, Path]) -> set[str]:
+    """The command lines: modules with a top-level main()."""
+    return {name for name, path in modules.items()
+            if any(isinstance(node, ast.FunctionDef) and node.name == "main"
+                   for node in ast.parse(path.read_text()).body)}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -130,6 +138,18 @@ def test_no_module_imports_a_higher_layer():
               for importer, targets in import_graph().items() for imported in sorted(targets)
               if layer(imported) > layer(importer)]
     assert upward == []
+
+
+def test_no_library_module_imports_a_command_line():
+    """What a CLI module holds that others need belongs in a library module below it; only a
+    package's __main__ runs its CLI."""
+    modules = package_modules()
+    clis = cli_modules(modules)
+    assert {"keras_ganaug.metrics.generator", "keras_ganaug.study.cli"} <= clis
+    importing = [f"{importer} imports the CLI {imported}"
+                 for importer, targets in import_graph().items() for imported in sorted(targets & clis)
+                 if not importer.endswith(".__main__")]
+    assert importing == []
 
 
 def test_modules_and_scripts_stay_small():

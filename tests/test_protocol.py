@@ -229,7 +229,7 @@ def test_what_a_run_trained_on_is_read_in_one_place():
             found.discard("training_files.json")  # read_init_run: the listing must be present
         assert name in owners or not found, (name, found)
     callers = {path for path, _ in _calls_of({"read_trained_files"})}
-    assert {"classify/sources.py", "quality.py", "study/runner.py", "gans/transfer.py"} <= callers
+    assert {"classify/sources.py", "metrics/generator.py", "study/runner.py", "gans/transfer.py"} <= callers
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "text"])

@@ -1,1 +1,2 @@
-"""Metrics, one file per family: classification, GAN quality (with its feature space) and the study's statistics."""
+"""Metrics, one file per family: classification, GAN quality (the measures, their feature space,
+and judging one exported generator) and the study's statistics."""

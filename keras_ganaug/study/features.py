@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
-from keras_ganaug.metrics.quality import C2ST_EPOCHS
+from keras_ganaug.metrics.measures import C2ST_EPOCHS
 from keras_ganaug.study.grid import StudyConfig, data_root
 
 # Fakes drawn per generator for the quality measures: the real class's size, within these bounds.
@@ -31,7 +31,7 @@ class FeatureSpace:
 
     def __init__(self, config: StudyConfig, out: Path):
         from keras_ganaug.data.images import list_images, load_images
-        from keras_ganaug.metrics import quality
+        from keras_ganaug.metrics import measures
         from keras_ganaug.metrics.features import (
             load_feature_space,
             save_feature_space,
@@ -54,13 +54,13 @@ class FeatureSpace:
             save_feature_space(encoder, path)
         self.model = load_feature_space(path)
         self.space_id = weights_digest(self.model)  # recorded per generator: see weights_digest
-        self.train_features = quality.extract_features(self.model, self.x_train)
-        self.test_features = quality.extract_features(self.model, self.x_test)
+        self.train_features = measures.extract_features(self.model, self.x_train)
+        self.test_features = measures.extract_features(self.model, self.x_test)
         self.inception = None
         if config.inception_weights:
-            self.inception = quality.inception_model(config.inception_weights, config.channels)
+            self.inception = measures.inception_model(config.inception_weights, config.channels)
             minority_images = self.x_train[self.train_labels == self.minority_id]
-            self.inception_real = quality.extract_features(self.inception, minority_images)
+            self.inception_real = measures.extract_features(self.inception, minority_images)
 
     def measure(self, generator_folder: Path, n_real: int | None, seed: int) -> dict:
         """Quality of one generator: KID, precision / recall, memorization and C2ST against the
@@ -69,8 +69,7 @@ class FeatureSpace:
 
         from keras_ganaug.data.images import protocol_cut
         from keras_ganaug.gans.export import load_metadata
-        from keras_ganaug.metrics import quality
-        from keras_ganaug.quality import image_measures
+        from keras_ganaug.metrics import measures
         from keras_ganaug.synthesize import synthesize
 
         metadata = load_metadata(generator_folder)
@@ -83,17 +82,17 @@ class FeatureSpace:
                                 self.config.val_fraction)[0].files)
         in_cut = np.array([f in seen for f in self.train_set.files])
         seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
-        fake_features = quality.extract_features(self.model, fakes)
+        fake_features = measures.extract_features(self.model, fakes)
         result = {"samples": count, "feature_space": self.space_id,
-                  **image_measures(fakes, unseen, seen_minority, self.model, seed=seed,
+                  **measures.image_measures(fakes, unseen, seen_minority, self.model, seed=seed,
                                    c2st_epochs=self.c2st_epochs),
-                  **quality.tstr(self.train_features[in_cut], self.train_labels[in_cut],
+                  **measures.tstr(self.train_features[in_cut], self.train_labels[in_cut],
                                  fake_features, self.minority_id, self.test_features,
                                  self.test_labels, seed=seed)}
         if self.inception is not None:
-            inception_fakes = quality.extract_features(self.inception, fakes)
-            result["kid_inception"] = quality.kid(self.inception_real, inception_fakes,
+            inception_fakes = measures.extract_features(self.inception, fakes)
+            result["kid_inception"] = measures.kid(self.inception_real, inception_fakes,
                                                   seed=seed)["kid"]
-            result["fid_inception"] = quality.frechet_distance(self.inception_real,
+            result["fid_inception"] = measures.frechet_distance(self.inception_real,
                                                                inception_fakes)
         return result

@@ -4,7 +4,8 @@ FID and KID are usually computed in ImageNet InceptionV3 features, which cannot 
 everywhere and know nothing of dermoscopy or CT. Here every measure takes features from any
 extractor: keras_ganaug.metrics.features trains a small self-supervised encoder on the REAL
 TRAINING images (never the test split); InceptionV3 is used only when a local weights file is given.
-keras_ganaug.quality puts them together for one generator (quality.json, the CLI, the study).
+image_measures puts them together for one set of fakes (the study; and keras_ganaug.metrics.generator,
+which judges one exported generator and writes its quality.json).
 
 kid                 Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
                     polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets smaller
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_ganaug.errors import UserError
+
 DEFAULT_KID_SUBSETS = 100
 DEFAULT_KID_SUBSET_SIZE = 1000
 DEFAULT_NEAREST_K = 3
@@ -35,6 +38,7 @@ C2ST_WIDTHS = (16, 32, 64, 64)
 C2ST_BATCH = 32
 C2ST_LEARNING_RATE = 1e-3
 C2ST_MAX_SIZE = 64
+MIN_IMAGES = 10  # per image_measures set: KID subsets, k-NN balls, 5 C2ST folds need a few each
 
 
 def _as_features(features) -> np.ndarray:
@@ -215,8 +219,6 @@ def inception_model(weights_path: str, channels: int = 3, input_size: int = 299)
     """
     import keras
 
-    from keras_ganaug.errors import UserError
-
     try:
         base = keras.applications.InceptionV3(include_top=False, weights=weights_path,
                                               pooling="avg",
@@ -321,3 +323,25 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
         aucs.append(float(roc_auc_score(labels[test], scores)))
     return {"c2st_auc": float(np.mean(aucs)), "c2st_auc_std": float(np.std(aucs)),
             "c2st_folds": folds, "c2st_samples_per_set": size, "c2st_epochs": epochs}
+
+
+def image_measures(fakes: np.ndarray, real_unseen: np.ndarray, train_seen: np.ndarray,
+                   features_model, seed: int = 0, c2st_epochs: int = C2ST_EPOCHS) -> dict:
+    """Every quality measure of uint8 fakes, given real images of the class the generator never saw
+    and those it trained on (all [N, S, S, C], of the feature model's input shape)."""
+    sets = {"fakes": fakes, "unseen real images": real_unseen, "training images": train_seen}
+    expected = tuple(features_model.input_shape[1:])
+    for name, images in sets.items():
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise UserError(f"{name}: shape {images.shape[1:]}, but the feature space takes "
+                            f"{expected} (train or load features for this image size and channels)")
+    minimum = {"fakes": MIN_IMAGES, "unseen real images": MIN_IMAGES, "training images": 2}
+    for name, images in sets.items():
+        if len(images) < minimum[name]:
+            raise UserError(f"{name}: {len(images)} given, at least {minimum[name]} needed")
+    fake_f, real_f, train_f = (extract_features(features_model, images)
+                               for images in (fakes, real_unseen, train_seen))
+    return {"fakes": len(fakes), "real_unseen": len(real_unseen), "train_seen": len(train_seen),
+            "feature_dim": int(fake_f.shape[1]), "seed": seed,
+            **quality_report(real_f, fake_f, train_f, seed=seed),
+            **c2st(fakes, real_unseen, epochs=c2st_epochs, seed=seed)}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_ganaug.metrics.quality import (
+from keras_ganaug.metrics.measures import (
     _polynomial_mmd2,
     extract_features,
     feature_model,
@@ -15,7 +15,7 @@ from keras_ganaug.metrics.quality import (
     quality_report,
     tstr,
 )
-from keras_ganaug.metrics.quality import c2st as two_sample_auc
+from keras_ganaug.metrics.measures import c2st as two_sample_auc
 
 
 def _gaussian(n, dim=8, shift=0.0, seed=0):

@@ -1,7 +1,7 @@
-"""How good an exported generator is, offline: KID, precision / recall, memorization and C2ST.
+"""How good one exported generator is, offline: KID, precision / recall, memorization and C2ST.
 
-    python -m keras_ganaug.quality GENERATOR REAL_FOLDER [--features PATH] [--count N] [--seed S]
-                                   [--out quality.json]
+    python -m keras_ganaug.metrics.generator GENERATOR REAL_FOLDER [--features PATH] [--count N]
+                                             [--seed S] [--out quality.json]
     keras-ganaug-quality saved_models/dcgan_malignant_n100 ../shared/data/skin_cancer/test/malignant \\
         --features saved_models/features_skin64.keras
 
@@ -10,7 +10,8 @@ folder of that class is the natural choice); they are checked against the genera
 files. The images it did train on come from GENERATOR/training_files.json. Measures are computed in
 the SimCLR feature space of keras_ganaug.metrics.features; --features PATH loads it, or trains it on
 every image of the generator's training split (all classes, never the test split) and saves it
-there, so later runs reuse it. The study and the bench call measure_generator.
+there, so later runs reuse it. The measures themselves are metrics/measures.py (image_measures
+puts them together: the study calls it too); measure_generator draws an export's fakes for them.
 """
 
 from __future__ import annotations
@@ -26,33 +27,7 @@ from keras_ganaug.cli_helpers import ArgumentParser, add_common_flags, quiet_ten
 from keras_ganaug.data.trained import TRAINING_FILES, TrainedFiles, files_set, read_trained_files
 from keras_ganaug.errors import UserError
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
-from keras_ganaug.metrics.quality import C2ST_EPOCHS
-
-MIN_IMAGES = 10  # per set: KID subsets, k-NN balls and 5 C2ST folds need a few each
-
-
-def image_measures(fakes: np.ndarray, real_unseen: np.ndarray, train_seen: np.ndarray,
-                   features_model, seed: int = 0, c2st_epochs: int = C2ST_EPOCHS) -> dict:
-    """Every quality measure of uint8 fakes, given real images of the class the generator never saw
-    and those it trained on (all [N, S, S, C], of the feature model's input shape)."""
-    from keras_ganaug.metrics import quality
-
-    sets = {"fakes": fakes, "unseen real images": real_unseen, "training images": train_seen}
-    expected = tuple(features_model.input_shape[1:])
-    for name, images in sets.items():
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise UserError(f"{name}: shape {images.shape[1:]}, but the feature space takes "
-                            f"{expected} (train or load features for this image size and channels)")
-    minimum = {"fakes": MIN_IMAGES, "unseen real images": MIN_IMAGES, "training images": 2}
-    for name, images in sets.items():
-        if len(images) < minimum[name]:
-            raise UserError(f"{name}: {len(images)} given, at least {minimum[name]} needed")
-    fake_f, real_f, train_f = (quality.extract_features(features_model, images)
-                               for images in (fakes, real_unseen, train_seen))
-    return {"fakes": len(fakes), "real_unseen": len(real_unseen), "train_seen": len(train_seen),
-            "feature_dim": int(fake_f.shape[1]), "seed": seed,
-            **quality.quality_report(real_f, fake_f, train_f, seed=seed),
-            **quality.c2st(fakes, real_unseen, epochs=c2st_epochs, seed=seed)}
+from keras_ganaug.metrics.measures import C2ST_EPOCHS, MIN_IMAGES, image_measures
 
 
 def measure_generator(generator_folder: str | os.PathLike, real_unseen_images: np.ndarray,
@@ -168,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
-    p = ArgumentParser(prog="python -m keras_ganaug.quality", description=__doc__,
+    p = ArgumentParser(prog="python -m keras_ganaug.metrics.generator", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("generator", metavar="GENERATOR", help="folder written by train_gan.py")
     p.add_argument("real_folder", metavar="REAL_FOLDER",
