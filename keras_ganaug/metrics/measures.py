@@ -256,21 +256,11 @@ def _c2st_network(image_size: int, channels: int, widths: tuple[int, ...]):
     return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x), name="c2st")
 
 
-def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FOLDS,
-         epochs: int = C2ST_EPOCHS, widths: tuple[int, ...] = C2ST_WIDTHS,
-         seed: int = 0) -> dict[str, float]:
-    """Classifier two-sample test: k-fold cross-validated AUC of a small CNN told to separate two
-    image sets (0.5: indistinguishable; 1: told apart every time).
-
-    The larger set is subsampled to the smaller, so chance is 0.5; images above C2ST_MAX_SIZE px
-    are downscaled (antialiased) to keep it cheap. Each fold's network is trained from the seed
-    `seed + fold` for `epochs` passes and scores only its held-out fold; the AUC is the mean over
-    folds and its std their spread. Deterministic on CPU for one seed.
-    """
-    import keras
+def _c2st_images(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two image sets as one balanced two-class set: ([-1, 1] floats of at most C2ST_MAX_SIZE px,
+    labels 1 for the first set and 0 for the second), the larger set subsampled to the smaller."""
     import tensorflow as tf
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
 
     from keras_ganaug.data.images import to_float
 
@@ -283,46 +273,90 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
         raise ValueError(f"c2st with {folds} folds needs at least {folds} images per set, got "
                          f"{len(first)} and {len(second)}")
     rng = np.random.default_rng(seed)
-    images = np.concatenate([_subsample(first, size, rng), _subsample(second, size, rng)])
-    labels = np.repeat([1.0, 0.0], size).astype(np.float32)
-    floats = to_float(images)
+    floats = to_float(np.concatenate([_subsample(first, size, rng),
+                                      _subsample(second, size, rng)]))
     if floats.shape[1] > C2ST_MAX_SIZE:
         floats = tf.image.resize(floats, (C2ST_MAX_SIZE, C2ST_MAX_SIZE), antialias=True)
-    floats = np.asarray(floats)
-    # One network and one traced step serve every fold (tracing costs more than training a few
-    # hundred images): each fold restarts from its own seeded initialisation and a fresh optimizer.
-    network = _c2st_network(floats.shape[1], floats.shape[3], widths)
-    optimizer = keras.optimizers.Adam(C2ST_LEARNING_RATE)
-    optimizer.build(network.trainable_variables)
-    fresh_optimizer = [v.numpy() for v in optimizer.variables]
-    cross_entropy = keras.losses.BinaryCrossentropy()
+    return np.asarray(floats), np.repeat([1.0, 0.0], size).astype(np.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *floats.shape[1:]), tf.float32),
-                                  tf.TensorSpec((None,), tf.float32)])
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = cross_entropy(y[:, None], network(x, training=True))
-        gradients = tape.gradient(loss, network.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
 
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    aucs = []
-    for fold, (train, test) in enumerate(splitter.split(floats, labels)):
-        keras.utils.set_random_seed(seed + fold)
-        network.set_weights(_c2st_network(floats.shape[1], floats.shape[3], widths).get_weights())
-        for variable, value in zip(optimizer.variables, fresh_optimizer, strict=True):
+class _FoldTrainer:
+    """One C2ST network and one traced train step that serve every fold (tracing costs more than
+    training a few hundred images): each fold restarts from its own seeded initialisation and a
+    fresh optimizer."""
+
+    def __init__(self, image_shape: tuple[int, ...], widths: tuple[int, ...]):
+        import keras
+        import tensorflow as tf
+
+        self.image_shape, self.widths = image_shape, widths
+        self.network = _c2st_network(image_shape[0], image_shape[2], widths)
+        self.optimizer = keras.optimizers.Adam(C2ST_LEARNING_RATE)
+        self.optimizer.build(self.network.trainable_variables)
+        self.fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
+        cross_entropy = keras.losses.BinaryCrossentropy()
+        network, optimizer = self.network, self.optimizer
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32),
+                                      tf.TensorSpec((None,), tf.float32)])
+        def train_step(x, y):
+            with tf.GradientTape() as tape:
+                loss = cross_entropy(y[:, None], network(x, training=True))
+            gradients = tape.gradient(loss, network.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
+
+        self.train_step = train_step
+
+    def restart(self, seed: int) -> None:
+        """New weights drawn from `seed` and the optimizer as it was before any step."""
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        self.network.set_weights(_c2st_network(self.image_shape[0], self.image_shape[2],
+                                               self.widths).get_weights())
+        for variable, value in zip(self.optimizer.variables, self.fresh_optimizer, strict=True):
             variable.assign(value)
-        rng = np.random.default_rng(seed + fold)
+
+    def fit(self, images: np.ndarray, labels: np.ndarray, train: np.ndarray, epochs: int,
+            seed: int) -> None:
+        """`epochs` passes over the rows `train` of images, in batches shuffled by `seed`."""
+        rng = np.random.default_rng(seed)
         for _ in range(epochs):
             order = train[rng.permutation(len(train))]
             for start in range(0, len(order), C2ST_BATCH):
                 batch = order[start:start + C2ST_BATCH]
-                train_step(floats[batch], labels[batch])
-        scores = np.concatenate([np.asarray(network(floats[test[i:i + 256]]))[:, 0]
-                                 for i in range(0, len(test), 256)])
-        aucs.append(float(roc_auc_score(labels[test], scores)))
+                self.train_step(images[batch], labels[batch])
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """P(first set) of each image."""
+        return np.concatenate([np.asarray(self.network(images[i:i + 256]))[:, 0]
+                               for i in range(0, len(images), 256)])
+
+
+def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FOLDS,
+         epochs: int = C2ST_EPOCHS, widths: tuple[int, ...] = C2ST_WIDTHS,
+         seed: int = 0) -> dict[str, float]:
+    """Classifier two-sample test: k-fold cross-validated AUC of a small CNN told to separate two
+    image sets (0.5: indistinguishable; 1: told apart every time).
+
+    The larger set is subsampled to the smaller, so chance is 0.5; images above C2ST_MAX_SIZE px
+    are downscaled (antialiased) to keep it cheap. Each fold's network is trained from the seed
+    `seed + fold` for `epochs` passes and scores only its held-out fold; the AUC is the mean over
+    folds and its std their spread. Deterministic on CPU for one seed.
+    """
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    images, labels = _c2st_images(first_uint8, second_uint8, folds, seed)
+    trainer = _FoldTrainer(images.shape[1:], widths)
+    aucs = []
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for fold, (train, test) in enumerate(splitter.split(images, labels)):
+        trainer.restart(seed + fold)
+        trainer.fit(images, labels, train, epochs, seed + fold)
+        aucs.append(float(roc_auc_score(labels[test], trainer.scores(images[test]))))
     return {"c2st_auc": float(np.mean(aucs)), "c2st_auc_std": float(np.std(aucs)),
-            "c2st_folds": folds, "c2st_samples_per_set": size, "c2st_epochs": epochs}
+            "c2st_folds": folds, "c2st_samples_per_set": len(labels) // 2, "c2st_epochs": epochs}
 
 
 def image_measures(fakes: np.ndarray, real_unseen: np.ndarray, train_seen: np.ndarray,
