@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_ganaug.errors import UserError
 from tests.conftest import REPO, run_script
 
 # Python class name and options of every GAN the CLI can train, by a name for the test ids.
@@ -281,6 +282,10 @@ def test_public_gan_names_are_the_registry_classes_and_importing_them_is_lazy():
                                                               ("dcgan", "cgan", "infogan")))
     assert gans.WGANGP is gan_class("wgan-gp")
     assert gans.ConditionalWGANGP is gan_class("wgan-gp", conditional=True)
+    assert gans.CGAN is gan_class("cgan", conditional=True)  # conditional anyway
+    with pytest.raises(UserError, match="--gan dcgan has no conditional variant; use --gan cgan "
+                                        "or --gan wgan-gp --conditional"):
+        gan_class("dcgan", conditional=True)
     for name in ("DCGAN", "CGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN"):
         assert keras.saving.get_registered_object(f"keras_ganaug>{name}") is getattr(gans, name)
     with pytest.raises(AttributeError):

@@ -336,6 +336,23 @@ def test_shards_split_the_grid_and_share_generators(demo, tmp_path, monkeypatch)
     assert (reused["generator_reused"].sum() == 1).all()  # trained by one method, reused by other
 
 
+@pytest.mark.parametrize("gan, conditional_dcgan, trained", [
+    ("dcgan", False, ["dcgan_benign_s0"]), ("cgan", False, []), ("dcgan", True, [])])
+def test_all_classes_asks_the_gan_class_whether_it_is_conditional(demo, tmp_path, monkeypatch,
+                                                                  gan, conditional_dcgan, trained):
+    """+all-classes trains one generator per other class unless the GAN's class says it is
+    conditional (it makes every class itself): asked of the class, not read off its name."""
+    from keras_ganaug.gans import gan_class
+
+    monkeypatch.setattr(gan_class("dcgan"), "conditional", conditional_dcgan)
+    fake = FakeTraining()
+    use_fakes(monkeypatch, fake)
+    study = runner.Study(tiny_config(demo, tmp_path / "study"))
+    cell = grid.Cell(None, 0, grid.parse_method(f"{gan}+all-classes"), "balance")
+    folders = study.other_class_generators(cell, "malignant")
+    assert [f.rsplit("/", 1)[-1] for f in folders] == fake.gan_calls == trained
+
+
 def test_method_names_are_parsed_and_canonical():
     method = grid.parse_method("dcgan+classic+diffaugment")
     assert method == grid.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")

@@ -10,7 +10,7 @@ saved GAN of any kind. The names users type are in gans/registry.py.
 from __future__ import annotations
 
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.registry import CLASS_NAMES, CONDITIONAL_VARIANTS, GAN_NAMES
+from keras_ganaug.gans.registry import CLASS_NAMES, GAN_NAMES
 
 __all__ = [*CLASS_NAMES, "gan_class"]
 
@@ -35,13 +35,24 @@ def gan_classes() -> dict:
 def gan_class(name: str, conditional: bool = False):
     """'dcgan' -> the DCGAN class (imported lazily: TensorFlow loads only when a GAN is wanted).
 
-    conditional=True picks the class-conditional variant ("wgan-gp"); "cgan" is conditional anyway.
+    Each class says what it is (gan_type, conditional): conditional=True picks the class-
+    conditional variant of a GAN that has both (wgan-gp); a GAN that is conditional anyway (cgan)
+    is its own, asked for either way.
     """
     if name not in GAN_NAMES:
         raise UserError(f"--gan {name}: expected one of {', '.join(GAN_NAMES)}")
-    if conditional and name not in (*CONDITIONAL_VARIANTS, "cgan"):
-        raise UserError(f"--conditional: --gan {name} has no conditional variant; use --gan cgan "
-                        f"(a conditional DCGAN) or --gan wgan-gp --conditional")
-    if name == "wgan-gp":
-        return gan_classes()["ConditionalWGANGP" if conditional else "WGANGP"]
-    return gan_classes()[{"dcgan": "DCGAN", "cgan": "CGAN", "infogan": "InfoGAN"}[name]]
+    classes = [c for c in gan_classes().values() if c.gan_type == name]
+    chosen = ([c for c in classes if c.conditional == conditional]
+              or [c for c in classes if c.conditional])
+    if not chosen:
+        raise UserError(f"--conditional: --gan {name} has no conditional variant; use "
+                        f"{' or '.join(conditional_spellings())}")
+    return chosen[0]
+
+
+def conditional_spellings() -> list[str]:
+    """How a user asks for each class-conditional GAN: '--gan cgan', '--gan wgan-gp --conditional'."""
+    classes = gan_classes().values()
+    unconditional = {c.gan_type for c in classes if not c.conditional}
+    return [f"--gan {c.gan_type}" + (" --conditional" if c.gan_type in unconditional else "")
+            for c in classes if c.conditional]

@@ -1,13 +1,13 @@
-"""The names users type for the GAN side: the GANs, their conditional variants, the augmentations.
+"""The names users type for the GAN side: the GANs, the augmentations, the recipe options.
 
 Plain lists, importable without TensorFlow (the CLIs read them before parsing flags); the class
-each GAN name stands for is keras_ganaug.gans.gan_class.
+each GAN name stands for is keras_ganaug.gans.gan_class, and whether a GAN is conditional is
+asked of that class (its `conditional` attribute), never read off its name.
 """
 
 from __future__ import annotations
 
 GAN_NAMES = ("dcgan", "cgan", "wgan-gp", "infogan")
-CONDITIONAL_VARIANTS = ("wgan-gp",)  # GANs that --conditional turns class-conditional
 AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augmenters.py
 # GANs that refuse --augment ada, and why: ADA steers p by sign(D(real)), which says "too sure
 # these are real" only for a discriminator whose logits are centred on 0.

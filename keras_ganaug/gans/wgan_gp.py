@@ -57,7 +57,7 @@ class WGANGP(GAN):
     def __init__(self, *args, n_critic: int = 5, gp_weight: float = 10.0, **kwargs):
         if kwargs.get("augment") == "ada":
             raise UserError(f"{type(self).__name__}: augment='ada' is refused: "
-                            f"{ADA_REFUSED['wgan-gp']}; use augment='diffaugment'")
+                            f"{ADA_REFUSED[self.gan_type]}; use augment='diffaugment'")
         super().__init__(*args, **kwargs)
         self.d_steps, self.gp_weight = n_critic, gp_weight  # d_steps: the loop's n_critic
 

@@ -79,8 +79,9 @@ class Study:
         """+all-classes with an unconditional GAN: one generator per other class, trained on all
         of that class's train part (per seed, shared by every N), at the same kimg."""
         from keras_ganaug.data.images import list_images
+        from keras_ganaug.gans import gan_class
 
-        if cell.method.gan == "cgan":
+        if gan_class(cell.method.gan).conditional:
             return []  # a conditional generator makes every class itself
         folders = []
         for name in list_images(data_root(self.config), "train").class_names:
