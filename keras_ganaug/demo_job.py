@@ -20,7 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_ganaug.cli_helpers import add_common_flags, quiet_tensorflow, run_cli
+from keras_ganaug.cli_helpers import (
+    ArgumentParser,
+    add_common_flags,
+    positive_int,
+    quiet_tensorflow,
+    run_cli,
+)
 
 # The demo GAN's budget: what keeps the whole job within 6 minutes on 2 CPU cores (train_gan.py's
 # DEFAULT_KIMG, 65, would take the GAN alone about 5).
@@ -109,17 +115,22 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _main(argv: list[str] | None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder (replaced on each run)")
     p.add_argument("--gan-kimg", type=float, default=DEMO_GAN_KIMG,
                    help=f"GAN budget in thousands of real images shown (default "
                         f"{DEMO_GAN_KIMG:g})")
-    p.add_argument("--epochs", type=int, default=30, help="classifier epochs (early stopping)")
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=30,
+                   help="classifier epochs (early stopping)")
+    p.add_argument("--image-size", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
     add_common_flags(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     quiet_tensorflow()
     results, fakes = run_demo_job(args.out, args.gan_kimg, args.epochs, args.image_size,
                                   args.seed, verbose=0 if args.quiet else 1)

@@ -15,6 +15,17 @@ from keras_ganaug.data import demo
 SMALL_DEMO = {"train": {"benign": 40, "malignant": 8}, "test": {"benign": 10, "malignant": 10}}
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "argument --epochs: expected 1 or more, got 0"),
+    (["--gan-kimg", "x"], "argument --gan-kimg: invalid float value: 'x'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_a_bad_flag_is_one_line_and_exit_2(capsys, tmp_path, flags, message):
+    code, stdout, err = call(demo_job.main, ["--out", tmp_path / "demo", *flags], capsys)
+    assert (code, stdout, err) == (2, "", f"error: {message}\n")
+    assert not (tmp_path / "demo").exists()
+
+
 @pytest.mark.slow
 def test_demo_job_prints_the_four_arms_side_by_side(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the job writes the demo set to ./data/demo, as the README says

@@ -378,6 +378,8 @@ def test_method_names_are_parsed_and_canonical():
     (["--methods", "real,real"], "listed twice"),
     (["--n-real", "8", "--methods", "real,dcgan,no-such-gan"], "--methods no-such-gan"),
     (["--n-real", "8", "--methods", "real,dcgan", "--image-size", "48"], "--image-size 48"),
+    (["--seeds", "x"], "argument --seeds: invalid int value: 'x'"),  # the package's parser
+    (["--gan-kimg", "lots"], "argument --gan-kimg: invalid float value: 'lots'"),
 ])
 def test_cli_rejects_bad_flags_with_one_line(demo, tmp_path, capsys, monkeypatch, flags, message):
     use_fakes(monkeypatch, FakeTraining())

@@ -35,7 +35,13 @@ import sys
 from pathlib import Path
 
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR, MONITORS
-from keras_ganaug.cli_helpers import add_common_flags, config_from_flags, quiet_tensorflow, run_cli
+from keras_ganaug.cli_helpers import (
+    ArgumentParser,
+    add_common_flags,
+    config_from_flags,
+    quiet_tensorflow,
+    run_cli,
+)
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
 from keras_ganaug.study.grid import (
@@ -55,8 +61,8 @@ from keras_ganaug.study.runner import run_study
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=COMMAND, description=__doc__,  # flag errors: one line, exit 2
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="image-folder root ROOT/{train,test}/CLASS/* (default: demo)")
     p.add_argument("--minority", help="class cut to N and synthesized (default: fewest images)")
     p.add_argument("--n-real", default=DEFAULT_N_REAL,
