@@ -208,6 +208,25 @@ def test_a_generator_of_another_class_is_named_as_such(tmp_path):
     assert [s.class_name for s in open_generator(str(run), ("a", "b"), "a", 1, "all")] == ["b"]
 
 
+def test_train_classifier_names_only_the_flags_the_user_gave(tmp_path, capsys):
+    """`--minority a --generator G` with G trained on b: one line about G's class, and no word of
+    --synthetic-classes, which the user never passed."""
+    from fault_fixtures import call
+
+    from keras_ganaug.classify.cli import main
+
+    root = _distinct_folder(tmp_path / "data")
+    for name in "ab":
+        for i in range(4):
+            _write(root / "test" / name / f"{i}.png", 200 + ord(name) - ord("a") + 2 * i)
+    run = _fake_run(tmp_path / "run", [], trained_class="b")
+    code, _, err = call(main, ["--data", root, "--minority", "a", "--generator", run,
+                               "--channels", "1", "--image-size", "32", "--out", tmp_path / "out",
+                               "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "makes class 'b', not the minority 'a'" in err and "--synthetic-classes" not in err
+
+
 def _constants_outside_docstrings(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)

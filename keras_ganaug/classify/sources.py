@@ -63,9 +63,10 @@ def open_generator(path: str, class_names: tuple[str, ...], minority: str, chann
         raise UserError(f"--generator {path}: trained on class {trained!r}, which is not a class "
                         f"of --data ({', '.join(class_names)})")
     if classes == "minority" and trained != minority:
+        # No hint at --synthetic-classes all: the user never asked for it, and under it the
+        # minority would still want a generator of its own.
         raise UserError(f"--generator {path}: makes class {trained!r}, not the minority "
-                        f"{minority!r}; give a generator trained with --class {minority}, or "
-                        f"--synthetic-classes all to add {trained!r} images as well")
+                        f"{minority!r}; give a generator trained with --class {minority}")
     return [GeneratorSource(path, metadata, trained, -1, read_trained_files(path, metadata))]
 
 
