@@ -24,6 +24,15 @@ def test_ada_p_speed_is_in_images_shown_whatever_n():
         assert float(ada.p) == pytest.approx(4 * batch / ADA_SPEED_IMAGES)
 
 
+def test_ada_p_can_cross_its_range_in_a_tenth_of_the_default_budget():
+    """What the comment at ADA_SPEED_IMAGES promises, against the budget train_gan.py and the study
+    train with today (a comment once quoted an older one)."""
+    from keras_ganaug.gans.augment import ADA_SPEED_IMAGES
+    from keras_ganaug.gans.recipes import DEFAULT_KIMG
+
+    assert ADA_SPEED_IMAGES <= DEFAULT_KIMG * 1000 / 10
+
+
 def test_training_builds_ada_without_a_speed_from_n():
     from keras_ganaug.gans import gan_class
 

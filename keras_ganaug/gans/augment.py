@@ -258,7 +258,7 @@ def ada_augment(images: tf.Tensor, p: float | tf.Tensor | tf.Variable,
 
 # Real images shown for ADA's p to go from 0 to 1, whatever the set's size (StyleGAN2-ADA counts
 # in images shown too; its 500 kimg suits runs of thousands of kimg, ours are tens: 5 kimg lets p
-# cross [0, 1] in an eighth of the study's 40 kimg budget).
+# cross [0, 1] in under a tenth of the default budget, recipes.DEFAULT_KIMG).
 ADA_SPEED_IMAGES = 5_000
 
 
