@@ -213,6 +213,32 @@ def test_disk_full_during_export_keeps_the_previous_export(capsys, monkeypatch, 
                                                                | {"run_config.json"})
 
 
+# train_gan.main with every file this process writes capped at 200 bytes: a disk that fills
+# part-way through a write (SIGXFSZ ignored, so the write fails with EFBIG instead of killing).
+CAPPED_FILES = """
+import resource, signal, sys
+import train_gan
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.RLIM_INFINITY))
+sys.exit(train_gan.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_config_that_fails_part_way_leaves_the_old_one_whole(tmp_path, data_root,
+                                                                   finished_run):
+    """--resume rewrites run_config.json first; a write cut short (a full disk, a kill) must not
+    leave half a file, which the next --resume could not read: it goes through a temporary
+    sibling and a rename, so the run keeps the old one."""
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    before = (run_dir / "run_config.json").read_bytes()
+    assert len(before) > 200  # the cap cuts it
+    proc = run_script("-c", CAPPED_FILES, *gan_args(data_root, run_dir, "--resume"))
+    assert proc.returncode != 0 and "File too large" in proc.stderr, proc.stderr[-2000:]
+    assert (run_dir / "run_config.json").read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name
+                                                               for p in finished_run.iterdir())
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(capsys, monkeypatch, tmp_path,
                                                            data_root, finished_run):
     from keras_ganaug.gans.dcgan import DCGAN

@@ -6,7 +6,6 @@ the training step; this module builds the GAN, runs fit with the callbacks and e
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from keras_ganaug.gans.training_data import (
     real_batches,
     training_schedule,
 )
-from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in
+from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in, write_json_atomic
 
 
 def run(config: GANConfig) -> dict:
@@ -50,7 +49,7 @@ def run(config: GANConfig) -> dict:
         print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
 
     def write():
-        (work / RUN_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1))
+        write_json_atomic(work / RUN_CONFIG_FILE, asdict(config))  # --resume reads it
         data_lib.write_file_list(work / "training_files.json", data.images, config.seed,
                                  config.n_real, data.class_name,
                                  extra={"val_fraction": config.val_fraction,
