@@ -56,7 +56,8 @@ def train_dataset(x, y, config: ClassifierConfig, first_epoch: int = 0):
         reseed,
         superpixel_map,
     )
-    from keras_ganaug.data.images import epoch_seed, permutations, to_float
+    from keras_ganaug.data.epoch_draws import epoch_seed, permutations
+    from keras_ganaug.data.images import to_float
 
     classic, superpixel = parse_augment(config.augment)
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
