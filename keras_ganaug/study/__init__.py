@@ -3,7 +3,8 @@
     python -m keras_ganaug.study --help
 
     grid.py      the method grammar, the settings (StudyConfig), the cells, shards
-    records.py   what a study writes to OUT and reads back (cells, results.csv, study.json)
+    records.py   what a study writes to OUT and reads back (cells, results.csv, study.json);
+                 the results row's layout, its one owner
     adapters.py  the one place the classifier and GAN runs are called
     features.py  GAN quality in the study's self-supervised feature space
     runner.py    checks, cells, leakage: run_study

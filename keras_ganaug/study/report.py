@@ -20,7 +20,14 @@ from keras_ganaug.errors import UserError
 from keras_ganaug.io import write_bytes_atomic, write_text_atomic
 from keras_ganaug.metrics import stats
 from keras_ganaug.plots import plot_study_metric, plot_study_ratios
-from keras_ganaug.study.records import COMMAND, LEAK_FREE, invocations
+from keras_ganaug.study.records import (
+    COMMAND,
+    EXTRA_IMAGE_PREFIXES,
+    LEAK_FREE,
+    invocations,
+    read_results,
+    with_arms,
+)
 from keras_ganaug.study.summary import (
     ALL_METRICS,
     COMPARISON_COLUMNS,
@@ -33,7 +40,6 @@ from keras_ganaug.study.summary import (
     n_order,
     summarize,
     wins,
-    with_arms,
 )
 
 QUALITY = {"gan_kid": "KID", "gan_precision": "precision", "gan_recall": "recall",
@@ -216,10 +222,7 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
     results_path = out / "results.csv"
     if not results_path.is_file():
         raise UserError(f"--out {out}: no results.csv to report on")
-    try:
-        results = pd.read_csv(results_path, dtype={"n_real": str, "synthetic": str})
-    except pd.errors.EmptyDataError:
-        results = pd.DataFrame()
+    results = read_results(results_path)
     study = _read_json(out / "study.json")
     paths = {"summary": str(out / "summary.csv"), "comparisons": str(out / "comparisons.csv"),
              "report": str(out / "report.md")}
@@ -260,7 +263,7 @@ def write_report(out: str | os.PathLike) -> dict[str, str]:
 def images_added(results: pd.DataFrame) -> dict[str, dict[str, float]]:
     """N -> {--synthetic value: mean extra images (fakes or repeats) it added}, for each N that
     has more than one value (a ratio axis to draw)."""
-    extra_columns = [c for c in results if c.startswith(("train_synthetic_", "train_oversampled_"))]
+    extra_columns = [c for c in results if c.startswith(EXTRA_IMAGE_PREFIXES)]
     adding = results[results["synthetic"].fillna("").astype(str) != ""]
     if adding.empty or not extra_columns:
         return {}
