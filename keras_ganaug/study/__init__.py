@@ -9,6 +9,8 @@
     features.py  GAN quality in the study's self-supervised feature space
     runner.py    checks, cells, leakage: run_study
     summary.py   per-arm estimates and the declared comparisons (bootstrap, Holm)
+    tables.py    the report's markdown tables (metrics per arm and N, comparisons, GAN quality)
+    figures.py   the report's figures (metrics vs N and vs extra images) and kept sample grids
     report.py    report.md, summary.csv, comparisons.csv and the figures
     cli.py       flags -> StudyConfig -> run_study
 """
