@@ -1,5 +1,5 @@
-"""The package's shape: layers that only import downwards, no import cycles, small modules, thin
-top-level scripts and console scripts that live inside the package."""
+"""The package's shape: layers that only import downwards, no import cycles, small modules and
+functions, thin top-level scripts and console scripts that live inside the package."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ LAYERS = (
     ("keras_ganaug.study",),
     ("keras_ganaug.demo_job",),
 )
-MAX_MODULE_LINES = 450
+MAX_MODULE_LINES = 400
 MAX_SCRIPT_LINES = 80
 
 
@@ -155,7 +155,8 @@ def test_no_library_module_imports_a_command_line():
 def test_modules_and_scripts_stay_small():
     long_modules = {name: n for name, path in package_modules().items()
                     if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
-    assert long_modules == {}
+    assert long_modules == {}, (f"modules over {MAX_MODULE_LINES} lines (move a coherent part "
+                                f"into a module of its own): {long_modules}")
     for script in ("train_gan.py", "train_classifier.py"):
         assert len((REPO / script).read_text().splitlines()) < MAX_SCRIPT_LINES, script
 
@@ -192,3 +193,49 @@ def test_cli_choices_come_from_the_one_owner_of_each_list(script, flag, owner):
     parser = importlib.import_module(script).build_parser()
     action = next(a for a in parser._actions if flag in a.option_strings)
     assert tuple(action.choices) == tuple(getattr(importlib.import_module(owner[0]), owner[1]))
+
+
+MAX_FUNCTION_LINES = 60  # about a screen: a function one can hold in one's head
+
+
+def is_flag_table(func: ast.FunctionDef) -> bool:
+    """A build_parser that only declares flags (exempt from MAX_FUNCTION_LINES: a table is read a
+    row at a time): its statements are calls such as add_argument, assignments of a parser or a
+    group, loops of such calls, and the return; no branch, no computation."""
+    def declares(statement: ast.stmt) -> bool:
+        if isinstance(statement, ast.Expr):
+            return isinstance(statement.value, (ast.Call, ast.Constant))
+        if isinstance(statement, ast.Assign):
+            return isinstance(statement.value, ast.Call)
+        if isinstance(statement, ast.For):
+            return all(declares(s) for s in statement.body + statement.orelse)
+        return isinstance(statement, ast.Return)
+
+    return func.name == "build_parser" and all(declares(s) for s in func.body)
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of each function (methods and nested ones too) over MAX_FUNCTION_LINES."""
+    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES and not is_flag_table(node)]
+
+
+def test_the_function_reader_exempts_only_a_table_of_flags():
+    rows = "".join(f"    p.add_argument('--flag-{i}', type=int)\n" for i in range(MAX_FUNCTION_LINES))
+    table = f"def build_parser():\n    p = make()\n{rows}    for o in options:\n        p.add(o)\n" \
+            f"    return p\n"
+    assert long_functions(table) == []
+    branching = table.replace("    return p\n", "    if p:\n        p.strip()\n    return p\n")
+    assert long_functions(branching) == [("build_parser", MAX_FUNCTION_LINES + 7)]
+    assert long_functions(table.replace("build_parser", "run")) == [("run", MAX_FUNCTION_LINES + 5)]
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Every function in the package fits in MAX_FUNCTION_LINES lines; a build_parser that is a
+    table of flags (is_flag_table) may be longer."""
+    offenders = [f"{name}.{function} ({lines} lines)"
+                 for name, path in package_modules().items()
+                 for function, lines in long_functions(path.read_text())]
+    assert offenders == [], (f"functions over {MAX_FUNCTION_LINES} lines (split them into steps "
+                             f"whose names say what they do): {', '.join(offenders)}")

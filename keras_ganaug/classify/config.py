@@ -140,10 +140,28 @@ def split_evenly(total: int, parts: int) -> list[int]:
 
 
 def resolve(config: ClassifierConfig) -> ClassifierConfig:
-    """Check every setting a user can get wrong and fill in the defaults that depend on others."""
-    from keras_ganaug.classify.augment import parse_augment
+    """Check every setting a user can get wrong and fill in the defaults that depend on others.
+
+    The checks run in a fixed order (model, augmentation, extra images, training, runtime), so
+    of two wrong settings the same one is always named.
+    """
     from keras_ganaug.classify.selection import check_monitor
 
+    weights = _resolve_weights(config)
+    _check_augment(config)
+    synthetic = _resolve_synthetic(config)
+    check_monitor(config.monitor)
+    _check_synthesis(config)
+    _check_training(config)
+    _check_runtime(config)
+    out = config.out or str(Path("runs") / _run_name(config, synthetic))
+    return replace(config, weights=weights, synthetic=synthetic, out=out,
+                   generators=[str(g) for g in config.generators])
+
+
+def _resolve_weights(config: ClassifierConfig) -> str:
+    """--model and its --weights / --freeze / --fine-tune -> the weights (imagenet for transfer
+    models unless given, none for the small CNNs)."""
     models = ("simple-cnn", "cnn5", *TRANSFER_MODELS)
     if config.model not in models:
         raise UserError(f"--model {config.model}: expected one of {', '.join(models)}")
@@ -162,11 +180,22 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
     if (config.freeze or config.fine_tune is not None) and weights == "none":
         raise UserError("--freeze / --fine-tune with --weights none would keep random layers "
                         "fixed; give --weights imagenet or --weights PATH")
+    return weights
+
+
+def _check_augment(config: ClassifierConfig) -> None:
+    from keras_ganaug.classify.augment import parse_augment
+
     parse_augment(config.augment)
     if not 0.0 <= config.superpixel_p <= 1.0:
         raise UserError(f"--superpixel-p {config.superpixel_p}: expected a probability in [0, 1]")
     if config.superpixel_segments < 2:
         raise UserError(f"--superpixel-segments {config.superpixel_segments}: expected >= 2")
+
+
+def _resolve_synthetic(config: ClassifierConfig) -> str | None:
+    """--generator / --oversample / --synthetic / --vet / --synthetic-classes -> the --synthetic
+    spec (balance when extra images are asked for without one; None without extra images)."""
     synthetic = config.synthetic
     for path in config.generators:
         if not Path(path).is_dir():
@@ -184,12 +213,20 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
     if config.synthetic_classes not in SYNTHETIC_CLASSES:
         raise UserError(f"--synthetic-classes {config.synthetic_classes}: expected one of "
                         f"{', '.join(SYNTHETIC_CLASSES)}")
-    check_monitor(config.monitor)
+    return synthetic
+
+
+def _check_synthesis(config: ClassifierConfig) -> None:
+    """How fakes are vetted and resized."""
     if not 0.0 < config.vet_keep <= 1.0:
         raise UserError(f"--vet-keep {config.vet_keep}: expected a fraction in (0, 1]")
     if config.upscale != "bicubic" and not Path(config.upscale).is_dir():
         raise UserError(f"--upscale {config.upscale}: expected bicubic or the folder of a "
                         f"super-resolution SavedModel")
+
+
+def _check_training(config: ClassifierConfig) -> None:
+    """The validation split, the numbers of the fit, the image shape and the learning rate."""
     if not 0.0 < config.val_fraction < 1.0:
         raise UserError(f"--val-fraction {config.val_fraction}: expected a fraction in (0, 1)")
     for flag, value, least in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),
@@ -202,15 +239,15 @@ def resolve(config: ClassifierConfig) -> ClassifierConfig:
         raise UserError(f"--channels {config.channels}: expected 1 or 3")
     if config.learning_rate is not None and config.learning_rate <= 0:
         raise UserError(f"--learning-rate {config.learning_rate}: expected a positive number")
+
+
+def _check_runtime(config: ClassifierConfig) -> None:
     if config.precision not in runtime.PRECISION_CHOICES:
         raise UserError(f"--precision {config.precision}: expected one of "
                         f"{', '.join(runtime.PRECISION_CHOICES)}")
     if config.strategy not in runtime.STRATEGY_CHOICES:
         raise UserError(f"--strategy {config.strategy}: expected one of "
                         f"{', '.join(runtime.STRATEGY_CHOICES)}")
-    out = config.out or str(Path("runs") / _run_name(config, synthetic))
-    return replace(config, weights=weights, synthetic=synthetic, out=out,
-                   generators=[str(g) for g in config.generators])
 
 
 def _run_name(config: ClassifierConfig, synthetic: str | None) -> str:

@@ -19,6 +19,7 @@ from keras_ganaug.classify.sources import (
     make_synthetic,
     open_generator,
 )
+from keras_ganaug.data.images import ImageSet
 from keras_ganaug.errors import UserError
 
 
@@ -82,21 +83,9 @@ def _data_root(data: str) -> str:
 
 def build_splits(config: ClassifierConfig) -> Splits:
     """Load the data of a resolved config, cut the minority, split off validation, add extras."""
-    from keras_ganaug.data.images import list_images, load_images, protocol_cut
+    from keras_ganaug.data.images import protocol_cut
 
-    root = _data_root(config.data)
-    full_train_set = list_images(root, "train")
-    test_set = list_images(root, "test")
-    if test_set.class_names != full_train_set.class_names:
-        raise UserError(f"--data {config.data}: test classes {test_set.class_names} differ from "
-                        f"train classes {full_train_set.class_names}")
-    if len(full_train_set.class_names) < 2:
-        raise UserError(f"--data {config.data}: a classifier needs at least two classes; "
-                        f"{full_train_set.source} has only {full_train_set.class_names[0]!r}")
-    minority = config.minority or full_train_set.fewest_class()
-    if minority not in full_train_set.class_names:
-        raise UserError(f"--minority {minority}: not a class of {full_train_set.source}; classes "
-                        f"are {', '.join(full_train_set.class_names)}")
+    full_train_set, test_set, minority = _list_real(config)
     # Drawn from the listing, as train_gan.py draws it: the same files for the same settings.
     train_listing, val_listing = protocol_cut(full_train_set, minority, config.n_real, config.seed,
                                               config.val_fraction)
@@ -109,37 +98,18 @@ def build_splits(config: ClassifierConfig) -> Splits:
     settings = {"n_real": config.n_real, "seed": config.seed, "val_fraction": config.val_fraction}
     check_generators_never_saw(sources, test_set, "test", settings)
     check_generators_never_saw(sources, val_listing, "val", settings)
-    def load(images):
-        return load_images(images, config.image_size, config.channels, resize_mode=config.resize,
-                           skip_bad_images=config.skip_bad_images)
-
-    x_train, y_train, train_set, train_report = load(train_listing)
-    x_val, y_val, val_set, val_report = load(val_listing)
-    x_test, y_test, test_set, test_report = load(test_set)
+    x_train, y_train, train_set, train_report = _load(config, train_listing)
+    x_val, y_val, val_set, val_report = _load(config, val_listing)
+    x_test, y_test, test_set, test_report = _load(config, test_set)
     reports = (train_report, val_report, test_report)
     names = train_set.class_names
     if len(np.unique(y_val)) < len(names):
         raise UserError(f"--val-fraction {config.val_fraction}: the validation split lacks a "
                         f"class (counts {np.bincount(y_val, minlength=len(names)).tolist()} for "
                         f"{', '.join(names)})")
-    real_counts = {name: int(np.sum(y_train == i)) for i, name in enumerate(names)}
-    extras = (extra_counts(config.synthetic, real_counts, minority, config.synthetic_classes)
-              if config.synthetic else {})
-
-    batches, records = [], []
-    if sources:
-        batches, records = make_synthetic(
-            sources, extras, config.image_size, config.seed, config.vet, config.vet_keep,
-            config.upscale)
-    fakes = [images for _, images in batches if len(images)]
-    fake_x = np.concatenate(fakes) if fakes else x_train[:0]
-    fake_y = np.concatenate([np.full(len(images), names.index(name), np.int32)
-                             for name, images in batches if len(images)] or [y_train[:0]])
+    fake_x, fake_y, records = _synthetic_rows(config, sources, minority, names, x_train, y_train)
     check_synthetic_only_in_train(fake_x, x_val, x_test)
-    repeat_x, repeat_y = x_train[:0], y_train[:0]
-    if config.oversample:
-        repeat_x, repeat_y = oversample(x_train, y_train,
-                                        {names.index(c): n for c, n in extras.items()}, config.seed)
+    repeat_x, repeat_y = _oversampled_rows(config, minority, names, x_train, y_train)
     files = {"train": list(train_set.files), "val": list(val_set.files),
              "test": list(test_set.files)}
     n_train, n_fake = len(x_train), len(fake_x)
@@ -154,3 +124,64 @@ def build_splits(config: ClassifierConfig) -> Splits:
         converted_modes=dict(sum((Counter(r.converted_modes) for r in reports), Counter())),
         oversampled=rows >= n_train + n_fake,
         dropped_test_duplicates=dropped)
+
+
+def _list_real(config: ClassifierConfig) -> tuple[ImageSet, ImageSet, str]:
+    """The train and test listings of --data and the minority class, checked against each other."""
+    from keras_ganaug.data.images import list_images
+
+    root = _data_root(config.data)
+    full_train_set = list_images(root, "train")
+    test_set = list_images(root, "test")
+    if test_set.class_names != full_train_set.class_names:
+        raise UserError(f"--data {config.data}: test classes {test_set.class_names} differ from "
+                        f"train classes {full_train_set.class_names}")
+    if len(full_train_set.class_names) < 2:
+        raise UserError(f"--data {config.data}: a classifier needs at least two classes; "
+                        f"{full_train_set.source} has only {full_train_set.class_names[0]!r}")
+    minority = config.minority or full_train_set.fewest_class()
+    if minority not in full_train_set.class_names:
+        raise UserError(f"--minority {minority}: not a class of {full_train_set.source}; classes "
+                        f"are {', '.join(full_train_set.class_names)}")
+    return full_train_set, test_set, minority
+
+
+def _load(config: ClassifierConfig, images: ImageSet):
+    """images.load_images at the run's size, channels and resize mode."""
+    from keras_ganaug.data.images import load_images
+
+    return load_images(images, config.image_size, config.channels, resize_mode=config.resize,
+                       skip_bad_images=config.skip_bad_images)
+
+
+def _extras(config: ClassifierConfig, minority: str, names: tuple[str, ...],
+            y_train: np.ndarray) -> dict[str, int]:
+    """Extra images per class that --synthetic asks for, counted on the real training split."""
+    real_counts = {name: int(np.sum(y_train == i)) for i, name in enumerate(names)}
+    return (extra_counts(config.synthetic, real_counts, minority, config.synthetic_classes)
+            if config.synthetic else {})
+
+
+def _synthetic_rows(config: ClassifierConfig, sources: list, minority: str,
+                    names: tuple[str, ...], x_train: np.ndarray, y_train: np.ndarray):
+    """(fake images, their labels, the generators' records) for the training split."""
+    batches, records = [], []
+    if sources:
+        batches, records = make_synthetic(
+            sources, _extras(config, minority, names, y_train), config.image_size, config.seed,
+            config.vet, config.vet_keep, config.upscale)
+    fakes = [images for _, images in batches if len(images)]
+    fake_x = np.concatenate(fakes) if fakes else x_train[:0]
+    fake_y = np.concatenate([np.full(len(images), names.index(name), np.int32)
+                             for name, images in batches if len(images)] or [y_train[:0]])
+    return fake_x, fake_y, records
+
+
+def _oversampled_rows(config: ClassifierConfig, minority: str, names: tuple[str, ...],
+                      x_train: np.ndarray, y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """--oversample: repeats of real training images, as many per class as fakes would be."""
+    if not config.oversample:
+        return x_train[:0], y_train[:0]
+    extras = _extras(config, minority, names, y_train)
+    return oversample(x_train, y_train, {names.index(c): n for c, n in extras.items()},
+                      config.seed)

@@ -1,12 +1,11 @@
 """Train one classifier on real (+ synthetic) images and measure it on the untouched test split.
 
 The order of operations is what keeps the numbers honest:
-  1. list the train split; cut the minority to --n-real with images.select_real (the same files
-     train_gan.py trains on for the same N and seed); load the images.
-  2. split validation off the real training images with images.split_validation (stratified,
-     seeded, from the file listing: the same files train_gan.py holds out for the same N, seed and
-     --val-fraction), before anything synthetic exists; refuse a generator that saw any val or
-     test image (by file hash).
+  1. list the train split and draw the protocol's cut from the listing (images.protocol_cut):
+     the minority cut to --n-real (the same files train_gan.py trains on for the same N and
+     seed), then validation split off, stratified and seeded (the same files train_gan.py holds
+     out for the same N, seed and --val-fraction), before anything synthetic exists; refuse a
+     generator that saw any val or test image (by file hash); load the images (splits.py).
   3. generate synthetic images (optionally vetted by the exported discriminator, resized to
      --image-size), or oversample real ones, and append them to the training split only: checked,
      not just intended.
@@ -23,7 +22,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from keras_ganaug.classify.config import (
     resolve,
 )
 from keras_ganaug.classify.models import check_imagenet_reachable
-from keras_ganaug.classify.splits import build_splits
+from keras_ganaug.classify.splits import Splits, build_splits
 from keras_ganaug.io import RUN_CONFIG_FILE, check_out, finish_in, write_json_atomic
 
 
@@ -57,7 +56,8 @@ def train_dataset(x, y, config: ClassifierConfig, first_epoch: int = 0):
         reseed,
         superpixel_map,
     )
-    from keras_ganaug.data.images import epoch_seed, permutations, to_float
+    from keras_ganaug.data.epoch_draws import epoch_seed, permutations
+    from keras_ganaug.data.images import to_float
 
     classic, superpixel = parse_augment(config.augment)
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
@@ -161,20 +161,8 @@ def run(config: ClassifierConfig, verbose: int = 1) -> dict:
 def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, started: float) -> dict:
     """The run, written into `out` (OUT or its staging folder)."""
     import keras
-    import tensorflow as tf
 
-    from keras_ganaug.classify.backup import TrainingBackup
-    from keras_ganaug.classify.networks import build_classifier
-    from keras_ganaug.classify.selection import MONITORS, best_epoch
     from keras_ganaug.data.images import make_dataset
-    from keras_ganaug.io import trim_history
-    from keras_ganaug.metrics.classification import (
-        classification_metrics,
-        decide,
-        tune_decision,
-        tuned_metrics,
-    )
-    from keras_ganaug.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
 
     keras.backend.clear_session()  # a study runs many cells in one process: free the last one
     keras.utils.set_random_seed(config.seed)
@@ -183,13 +171,47 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
     splits = build_splits(config)
     # Only now, with the data checked, does anything in OUT change.
     write_json_atomic(out / RUN_CONFIG_FILE, asdict(config))
-    if verbose and splits.skipped_images:
+    if verbose:
+        _print_loading(splits, config.channels)
+    prepared = time.perf_counter()
+    model = _build_model(config, splits, precision, strategy)
+    val_ds = make_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle=False,
+                          seed=config.seed)
+    test_ds = make_dataset(splits.x_test, splits.y_test, config.batch_size, shuffle=False,
+                           seed=config.seed)
+    fit = _fit(model, config, splits, out, val_ds, verbose)
+    _keep_last_model_if_none_was_best(model, out)
+    scores = model.predict(test_ds, verbose=0)
+    decision = _tune_decision(model, config, splits, val_ds, fit.class_weights)
+    result = _result(config, splits, fit, model, scores, decision)
+    result.update(precision=precision, replicas=strategy.num_replicas_in_sync,
+                  timings={"prepare_seconds": prepared - started,
+                           "train_seconds": fit.train_seconds,
+                           "total_seconds": time.perf_counter() - started},
+                  versions=_versions())
+    result["figures"] = _draw_figures(fit.history, splits, scores, result["confusion_matrix"],
+                                      out, Path(config.out))
+    write_json_atomic(out / "splits.json", splits.files)
+    result["timings"]["total_seconds"] = time.perf_counter() - started
+    write_json_atomic(out / METRICS_FILE, result)  # last: its presence marks a finished run
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
+    return result
+
+
+def _print_loading(splits: Splits, channels: int) -> None:
+    """What loading left out (--skip-bad-images) or converted, in a line each."""
+    if splits.skipped_images:
         print(f"skipped {len(splits.skipped_images)} unreadable images (--skip-bad-images), e.g. "
               f"{splits.skipped_images[0]}")
-    if verbose and splits.converted_modes:
+    if splits.converted_modes:
         modes = ", ".join(f"{n} {mode}" for mode, n in sorted(splits.converted_modes.items()))
-        print(f"converted to {'RGB' if config.channels == 3 else 'L'}: {modes}")
-    prepared = time.perf_counter()
+        print(f"converted to {'RGB' if channels == 3 else 'L'}: {modes}")
+
+
+def _build_model(config: ClassifierConfig, splits: Splits, precision: str, strategy):
+    """The compiled classifier, built inside the precision policy and the distribution strategy."""
+    from keras_ganaug.classify.networks import build_classifier
+
     trainable = 0 if config.freeze else config.fine_tune
     # Built and compiled inside the scope: its variables and optimizer state live on every
     # replica, and the policy gives the layers their 16-bit compute (the softmax stays float32).
@@ -199,10 +221,26 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
                                  trainable_layers=trainable, learning_rate=config.learning_rate)
         if strategy.num_replicas_in_sync > 1:
             runtime.synchronize_batch_norm(model)
-    val_ds = make_dataset(splits.x_val, splits.y_val, config.batch_size, shuffle=False,
-                          seed=config.seed)
-    test_ds = make_dataset(splits.x_test, splits.y_test, config.batch_size, shuffle=False,
-                           seed=config.seed)
+    return model
+
+
+@dataclass
+class _Fit:
+    """What fitting left: the whole history (a resumed run's earlier epochs first), where it
+    started, how long it took and the class weights of its loss."""
+
+    history: dict[str, list[float]]
+    initial_epoch: int
+    train_seconds: float
+    class_weights: dict[int, float] | None
+
+
+def _fit(model, config: ClassifierConfig, splits: Splits, out: Path, val_ds,
+         verbose: int) -> _Fit:
+    """Fit with the run's callbacks, from the backup's epoch when resuming."""
+    from keras_ganaug.classify.backup import TrainingBackup
+    from keras_ganaug.io import trim_history
+
     weights = (class_weights(splits.y_train, len(splits.class_names))
                if config.class_weights else None)
     callbacks = make_callbacks(out, config, val_ds, splits.y_val, verbose, append=config.resume)
@@ -219,25 +257,43 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
                         steps_per_epoch=-(-len(splits.x_train) // config.batch_size),
                         shuffle=False, callbacks=callbacks)
     train_seconds = time.perf_counter() - fit_started
-    if not (out / "best.keras").is_file():
-        # No epoch reached --min-epochs, so early stopping chose none: the model evaluated is
-        # the last epoch's, and best.keras must be that model.
-        tmp = out / f".tmp-{os.getpid()}.keras"
-        model.save(tmp)
-        os.replace(tmp, out / "best.keras")
-    scores = model.predict(test_ds, verbose=0)
-    minority_index = splits.class_names.index(splits.minority)
-    decision = tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
-                             effective_priors(splits.y_train, len(splits.class_names), weights),
-                             seed=config.seed)
     # A run resumed after its last epoch trains none: its whole history is the earlier one.
     latest = {k: [float(v) for v in values] for k, values in history.history.items()}
     history_dict = {k: earlier.get(k, []) + latest.get(k, []) for k in {**earlier, **latest}}
-    val_loss = history_dict.get("val_loss", [])
+    return _Fit(history_dict, initial_epoch, train_seconds, weights)
+
+
+def _keep_last_model_if_none_was_best(model, out: Path) -> None:
+    """No epoch reached --min-epochs, so early stopping chose none: the model evaluated is the
+    last epoch's, and best.keras must be that model."""
+    if not (out / "best.keras").is_file():
+        tmp = out / f".tmp-{os.getpid()}.keras"
+        model.save(tmp)
+        os.replace(tmp, out / "best.keras")
+
+
+def _tune_decision(model, config: ClassifierConfig, splits: Splits, val_ds,
+                   weights: dict[int, float] | None) -> dict:
+    """The decision threshold chosen on the validation split, given the prior the loss saw."""
+    from keras_ganaug.metrics.classification import tune_decision
+
+    minority_index = splits.class_names.index(splits.minority)
+    return tune_decision(splits.y_val, model.predict(val_ds, verbose=0), minority_index,
+                         effective_priors(splits.y_train, len(splits.class_names), weights),
+                         seed=config.seed)
+
+
+def _result(config: ClassifierConfig, splits: Splits, fit: _Fit, model, scores,
+            decision: dict) -> dict:
+    """metrics.json's scores, counts and epochs (precision, timings, versions and figures are
+    added by the caller, in that order)."""
+    from keras_ganaug.classify.selection import MONITORS, best_epoch
+    from keras_ganaug.metrics.classification import classification_metrics, decide, tuned_metrics
+
     metrics = classification_metrics(splits.y_test, scores, splits.class_names, splits.minority)
-    chosen = best_epoch(history_dict, config.monitor, config.min_epochs)
-    upscale_used = sorted({g["resize"] for g in splits.generators})
-    result = {
+    val_loss = fit.history.get("val_loss", [])
+    chosen = best_epoch(fit.history, config.monitor, config.min_epochs)
+    return {
         **metrics,
         "seed": config.seed,
         "config": asdict(config),
@@ -247,9 +303,9 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
         "generators": splits.generators,
         "skipped_images": splits.skipped_images,
         "converted_modes": splits.converted_modes,
-        "resumed_from_epoch": initial_epoch,
-        "upscale": upscale_used,
-        "class_weights": weights,
+        "resumed_from_epoch": fit.initial_epoch,
+        "upscale": sorted({g["resize"] for g in splits.generators}),
+        "class_weights": fit.class_weights,
         "val_tuned": tuned_metrics(splits.y_test, scores, splits.class_names, splits.minority,
                                    decision),
         "decision": decision,
@@ -260,30 +316,32 @@ def _train_and_evaluate(config: ClassifierConfig, out: Path, verbose: int, start
         "epochs_run": len(val_loss),
         "monitor": config.monitor,
         "best_epoch": chosen,
-        "best_monitor_value": (history_dict[MONITORS[config.monitor][0]][chosen - 1]
+        "best_monitor_value": (fit.history[MONITORS[config.monitor][0]][chosen - 1]
                                if chosen else None),
         "best_val_loss": float(val_loss[chosen - 1]) if chosen and val_loss else None,
-        "history": history_dict,
+        "history": fit.history,
         "parameters": int(model.count_params()),
-        "precision": precision,
-        "replicas": strategy.num_replicas_in_sync,
-        "timings": {"prepare_seconds": prepared - started, "train_seconds": train_seconds,
-                    "total_seconds": time.perf_counter() - started},
-        "versions": {"keras_ganaug": __version__, "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "python": platform.python_version()},
     }
-    result["figures"] = {
-        "learning_curves": plot_learning_curves(history_dict, out / "learning_curves.png"),
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"keras_ganaug": __version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "python": platform.python_version()}
+
+
+def _draw_figures(history: dict, splits: Splits, scores, confusion, out: Path,
+                  final_out: Path) -> dict[str, str]:
+    """Learning curves, ROC and confusion matrix in `out`, named by where they will be once a
+    staged --overwrite has replaced OUT (`final_out`)."""
+    from keras_ganaug.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
+
+    figures = {
+        "learning_curves": plot_learning_curves(history, out / "learning_curves.png"),
         "roc": plot_roc(splits.y_test, scores, splits.class_names, out / "roc.png"),
-        "confusion_matrix": plot_confusion_matrix(metrics["confusion_matrix"],
-                                                  splits.class_names,
+        "confusion_matrix": plot_confusion_matrix(confusion, splits.class_names,
                                                   out / "confusion_matrix.png"),
     }
-    # Where the figures are once a staged --overwrite has replaced OUT.
-    result["figures"] = {name: str(Path(config.out) / Path(path).relative_to(out))
-                         for name, path in result["figures"].items()}
-    write_json_atomic(out / "splits.json", splits.files)
-    result["timings"]["total_seconds"] = time.perf_counter() - started
-    write_json_atomic(out / METRICS_FILE, result)  # last: its presence marks a finished run
-    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
-    return result
+    return {name: str(final_out / Path(path).relative_to(out)) for name, path in figures.items()}

@@ -1,1 +1,2 @@
-"""Images in: folders or TFDS to arrays and tf.data, the seeded subsets and splits, the demo set, leakage checks."""
+"""Images in: folders or TFDS to arrays and tf.data, the seeded subsets and splits, an epoch's
+seeded draws, the demo set, leakage checks."""

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from keras_ganaug.data import images as data_lib
+from keras_ganaug.data.epoch_draws import epoch_seed, permutations
 from keras_ganaug.data.leakage import without_copies_of
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.config import GANConfig, config_defaults
@@ -118,11 +119,10 @@ def real_batches(images_uint8, labels, batch_size: int, steps_per_epoch: int, se
     label_ids = tf.constant(labels.astype(np.int32))
 
     def epoch_indices(epoch):
-        classes = tf.random.stateless_uniform([per_epoch], data_lib.epoch_seed(seed, epoch),
+        classes = tf.random.stateless_uniform([per_epoch], epoch_seed(seed, epoch),
                                               maxval=len(members), dtype=tf.int64)
         streams = tf.concat([
-            tf.gather(m, tf.reshape(data_lib.permutations(data_lib.epoch_seed(seed, epoch, c),
-                                                          p, len(m)), [-1]))
+            tf.gather(m, tf.reshape(permutations(epoch_seed(seed, epoch, c), p, len(m)), [-1]))
             for c, (m, p) in enumerate(zip(members, passes, strict=True))], axis=0)
         # Each draw takes the next unused image of its class's stream.
         one_hot = tf.one_hot(classes, len(members), dtype=tf.int64)

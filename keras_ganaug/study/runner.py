@@ -18,21 +18,21 @@ from keras_ganaug.study.grid import (
     Cell,
     StudyConfig,
     data_root,
-    n_label,
     parse_method,
     plan,
     shard_units,
 )
 from keras_ganaug.study.records import (
-    LEAK_FREE,
-    LEAK_FREE_METRICS,
-    PER_IMAGE_KEY,
+    cell_columns,
     check_same_grid,
+    classifier_columns,
     code_version,
     declare_study,
     finished_cells,
-    flatten_metrics,
+    generator_columns,
     generator_is_finished,
+    generator_timings,
+    leak_free_columns,
     leaked_test_files,
     record_invocation,
     write_json,
@@ -102,28 +102,19 @@ class Study:
         if not reused:
             started = time.perf_counter()
             result = adapters.train_generator(self.config, cell, folder)
-            write_json(timings_path, {"gan_train_seconds": result.get("train_seconds"),
-                                      "gan_total_seconds": time.perf_counter() - started,
-                                      "gan_images_per_second": result.get("images_per_second"),
-                                      "gan_epochs_trained": result.get("epochs"),
-                                      "gan_steps": result.get("steps"),
-                                      "gan_kimg_trained": result.get("kimg")})
+            write_json(timings_path, generator_timings(result, time.perf_counter() - started))
         from keras_ganaug.gans.export import load_metadata
 
-        columns = {**json.loads(timings_path.read_text()), "generator_reused": reused,
-                   # --precision auto picks by machine (bf16 where the CPU has it): a grid
-                   # resumed on another machine may train its GANs in another dtype policy.
-                   "gan_dtype_policy": load_metadata(folder).get("precision", "")}
-        quality_path = folder / "quality.json"
+        quality = None
         if self.config.quality:
+            quality_path = folder / "quality.json"
             if not quality_path.is_file():
                 write_json(quality_path, self.generator_quality(cell, folder))
             quality = json.loads(quality_path.read_text())
-            columns.update({f"gan_{k}": v for k, v in quality.items()
-                            if isinstance(v, (int, float))})
-            # Which encoder measured it: figures from two feature spaces do not compare.
-            columns["gan_feature_space"] = quality.get("feature_space", "")
-        return folder, columns
+        # --precision auto picks by machine (bf16 where the CPU has it): a grid resumed on
+        # another machine may train its GANs in another dtype policy.
+        return folder, generator_columns(json.loads(timings_path.read_text()), reused,
+                                         load_metadata(folder).get("precision", ""), quality)
 
     def generator_quality(self, cell: Cell, folder: Path) -> dict:
         """KID, precision / recall, memorization, TSTR of a generator in classifier features."""
@@ -132,18 +123,10 @@ class Study:
         return self.features.measure(folder, cell.n_real, cell.seed)
 
     def run_cell(self, cell: Cell) -> dict:
+        """Train and measure one cell; its row goes to OUT/cells/<cell>.json before returning."""
         started = time.perf_counter()
         config = self.config
-        gan_budget = (f"{config.gan_epochs} epochs" if config.gan_epochs
-                      else f"{config.gan_kimg:g} kimg")
-        row = {"cell": cell.cell_id, "arm": cell.arm, "n_real": n_label(cell.n_real),
-               "method": cell.method.name, "seed": cell.seed, "gan": cell.method.gan or "",
-               "gan_augment": cell.method.gan_augment, "augment": cell.method.augment,
-               "class_weights": cell.method.class_weights, "oversample": cell.method.oversample,
-               "all_classes": cell.method.all_classes, "model": config.model,
-               "image_size": config.image_size, "epochs": config.epochs,
-               "synthetic": cell.synthetic or "",
-               "gan_kimg": gan_budget if cell.method.gan else ""}
+        row = cell_columns(cell, config)
         generators = []
         if cell.method.gan:
             folder, gan_row = self.ensure_generator(cell)
@@ -155,18 +138,11 @@ class Study:
         run_folder = self.out / "runs" / cell.cell_id
         metrics = adapters.train_classifier(config, cell.method, cell.n_real, cell.seed,
                                             generators, cell.synthetic, run_folder)
-        row.update(flatten_metrics(metrics))
-        row[PER_IMAGE_KEY] = metrics.get("test_outputs")
-        if metrics.get("minority") in metrics.get("class_names", []):
-            row["minority_index"] = metrics["class_names"].index(metrics["minority"])
+        row.update(classifier_columns(metrics))
         row["val_images_seen_by_gans"] = val_images_seen(run_folder, generators)
-        minority = metrics.get("minority")
         if self.leaked_test_files:
-            row.update(self.leak_free(run_folder, metrics["class_names"], minority,
+            row.update(self.leak_free(run_folder, metrics["class_names"], metrics.get("minority"),
                                       metrics.get("decision")))
-        row["minority"] = minority
-        row["n_minority"] = (metrics.get("train_counts", {}).get("real", {}).get(minority, 0)
-                             + metrics.get("val_counts", {}).get(minority, 0))
         row["cell_seconds"] = time.perf_counter() - started
         row["code"] = self.code
         write_json(self.out / "cells" / f"{cell.cell_id}.json", row)
@@ -188,8 +164,7 @@ class Study:
         x_test, y_test = self.leak_free_test
         metrics = adapters.evaluate_classifier(run_folder, x_test, y_test, class_names, minority,
                                                decision)
-        return {**{f"{k}{LEAK_FREE}": metrics[k] for k in LEAK_FREE_METRICS},
-                f"n_test{LEAK_FREE}": len(y_test)}
+        return leak_free_columns(metrics, len(y_test))
 
     def run(self) -> dict:
         """Run this shard's unfinished cells, rebuilding results.csv after each; returns counts."""

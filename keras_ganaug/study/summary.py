@@ -19,13 +19,20 @@ import pandas as pd
 
 from keras_ganaug.metrics import stats
 from keras_ganaug.study.grid import parse_method
-from keras_ganaug.study.records import LEAK_FREE, LEAK_FREE_METRICS, PER_IMAGE_KEY, finished_cells
+from keras_ganaug.study.records import (
+    HEADLINE_METRICS,
+    LEAK_FREE,
+    PER_IMAGE_KEY,
+    finished_cells,
+    with_arms,
+)
 
-METRICS = {"accuracy": "Accuracy", "roc_auc": "AUC", "balanced_accuracy": "Balanced accuracy",
-           "minority_recall": "Minority recall"}
+# The results row's headline metrics (records.py), as the tables and figures name them.
+METRICS = dict(zip(HEADLINE_METRICS, ("Accuracy", "AUC", "Balanced accuracy", "Minority recall"),
+                   strict=True))
 # The same, measured without test images that have a near-duplicate in training (runner.py).
 ALL_METRICS = {**METRICS, **{f"{k}{LEAK_FREE}": f"{METRICS[k]} (leak-free test)"
-                             for k in LEAK_FREE_METRICS}}
+                             for k in HEADLINE_METRICS}}
 SUMMARY_COLUMNS = ("arm", "method", "synthetic", "n_real", "n_minority", "metric", "seeds",
                    "seed_values", "mean", "std", "ci_low", "ci_high", "interval")
 COMPARISON_COLUMNS = ("arm", "baseline", "n_real", "n_minority", "metric", "seeds", "diff",
@@ -51,16 +58,6 @@ def arm_order(results: pd.DataFrame, configured: list[str] | None = None) -> lis
     order = {parse_method(m).name: i for i, m in enumerate(configured)}
     return sorted(present, key=lambda a: (order.get(a.split("@")[0], len(order)),
                                           present.index(a)))
-
-
-def with_arms(results: pd.DataFrame) -> pd.DataFrame:
-    """results.csv with an `arm` column (older files have none: the method is the arm)."""
-    results = results.copy()
-    results["n_real"] = results["n_real"].astype(str)
-    if "arm" not in results:
-        results["arm"] = results["method"]
-    results["arm"] = results["arm"].fillna(results["method"])
-    return results
 
 
 # Per-image outputs ------------------------------------------------------------------------------
