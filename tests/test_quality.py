@@ -6,6 +6,7 @@ import pytest
 from keras_ganaug.metrics.quality import (
     _polynomial_mmd2,
     extract_features,
+    feature_c2st,
     feature_model,
     frechet_distance,
     inception_model,
@@ -184,3 +185,13 @@ def test_weights_digest_names_a_feature_space(tmp_path):
     weights[0] = weights[0] + 1e-6
     encoder.set_weights(weights)
     assert weights_digest(encoder) != space
+
+
+def test_feature_c2st_tells_a_shift_on_c2st_folds():
+    same = feature_c2st(_gaussian(90), _gaussian(70, seed=1), seed=0)
+    shifted = feature_c2st(_gaussian(90, shift=0.8), _gaussian(70, seed=1), seed=0)
+    assert 0.3 < same["c2st_auc"] < 0.7 < 0.9 < shifted["c2st_auc"]
+    assert same["c2st_samples_per_set"] == 70 and len(same["c2st_fold_aucs"]) == 5
+    assert same["c2st_auc"] == pytest.approx(np.mean(same["c2st_fold_aucs"]))
+    with pytest.raises(ValueError, match="one D"):
+        feature_c2st(_gaussian(20, dim=3), _gaussian(20, dim=4))

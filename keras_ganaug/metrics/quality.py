@@ -263,12 +263,12 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
     The larger set is subsampled to the smaller, so chance is 0.5; images above C2ST_MAX_SIZE px
     are downscaled (antialiased) to keep it cheap. Each fold's network is trained from the seed
     `seed + fold` for `epochs` passes and scores only its held-out fold; the AUC is the mean over
-    folds and its std their spread. Deterministic on CPU for one seed.
+    folds, its std their spread and c2st_fold_aucs the folds' own (for an interval over folds
+    and seeds). Deterministic on CPU for one seed.
     """
     import keras
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
 
     from keras_ganaug.data.images import to_float
 
@@ -276,13 +276,7 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
     if first.shape[1:] != second.shape[1:] or first.ndim != 4:
         raise ValueError(f"c2st needs two image sets [N, H, W, C] of one shape, got "
                          f"{first.shape} and {second.shape}")
-    size = min(len(first), len(second))
-    if size < folds:
-        raise ValueError(f"c2st with {folds} folds needs at least {folds} images per set, got "
-                         f"{len(first)} and {len(second)}")
-    rng = np.random.default_rng(seed)
-    images = np.concatenate([_subsample(first, size, rng), _subsample(second, size, rng)])
-    labels = np.repeat([1.0, 0.0], size).astype(np.float32)
+    images, labels, splits = _paired_folds(first, second, folds, seed)
     floats = to_float(images)
     if floats.shape[1] > C2ST_MAX_SIZE:
         floats = tf.image.resize(floats, (C2ST_MAX_SIZE, C2ST_MAX_SIZE), antialias=True)
@@ -303,9 +297,8 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
         gradients = tape.gradient(loss, network.trainable_variables)
         optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
 
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     aucs = []
-    for fold, (train, test) in enumerate(splitter.split(floats, labels)):
+    for fold, (train, test) in enumerate(splits):
         keras.utils.set_random_seed(seed + fold)
         network.set_weights(_c2st_network(floats.shape[1], floats.shape[3], widths).get_weights())
         for variable, value in zip(optimizer.variables, fresh_optimizer, strict=True):
@@ -319,5 +312,50 @@ def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FO
         scores = np.concatenate([np.asarray(network(floats[test[i:i + 256]]))[:, 0]
                                  for i in range(0, len(test), 256)])
         aucs.append(float(roc_auc_score(labels[test], scores)))
+    return {**_fold_summary(aucs), "c2st_samples_per_set": len(labels) // 2, "c2st_epochs": epochs}
+
+
+def feature_c2st(first_features, second_features, folds: int = C2ST_FOLDS,
+                 seed: int = 0) -> dict[str, float]:
+    """c2st on features instead of images: a standardised logistic regression, on the same
+    subsample and folds as c2st for the same seed, for what a CNN cannot read (in a spectrum or
+    a histogram, position is frequency or value, and the CNN pools positions away)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    first, second = _as_features(first_features), _as_features(second_features)
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(f"feature_c2st needs two feature sets [N, D] of one D, got "
+                         f"{first.shape} and {second.shape}")
+    features, labels, splits = _paired_folds(first, second, folds, seed)
+    aucs = []
+    for train, test in splits:
+        probe = make_pipeline(StandardScaler(),
+                              LogisticRegression(max_iter=2000, random_state=seed))
+        probe.fit(features[train], labels[train])
+        aucs.append(float(roc_auc_score(labels[test], probe.predict_proba(features[test])[:, 1])))
+    return {**_fold_summary(aucs), "c2st_samples_per_set": len(labels) // 2,
+            "c2st_probe": "logistic regression"}
+
+
+def _paired_folds(first: np.ndarray, second: np.ndarray, folds: int, seed: int):
+    """Both sets cut to the smaller one's size (seeded), stacked first then second with labels
+    1 and 0, and the seeded stratified folds: every C2ST splits its sets this one way."""
+    from sklearn.model_selection import StratifiedKFold
+
+    size = min(len(first), len(second))
+    if size < folds:
+        raise ValueError(f"c2st with {folds} folds needs at least {folds} samples per set, got "
+                         f"{len(first)} and {len(second)}")
+    rng = np.random.default_rng(seed)
+    stacked = np.concatenate([_subsample(first, size, rng), _subsample(second, size, rng)])
+    labels = np.repeat([1.0, 0.0], size).astype(np.float32)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return stacked, labels, list(splitter.split(stacked, labels))
+
+
+def _fold_summary(aucs: list[float]) -> dict:
     return {"c2st_auc": float(np.mean(aucs)), "c2st_auc_std": float(np.std(aucs)),
-            "c2st_folds": folds, "c2st_samples_per_set": size, "c2st_epochs": epochs}
+            "c2st_fold_aucs": aucs, "c2st_folds": len(aucs)}
