@@ -66,9 +66,11 @@ DOWN_FACTOR = 4
 SPECTRUM_DECADES = (-2.0, 7.0)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as Pillow's convert("L")
 EXAMPLES = 4  # real and fake images per view in the figure
-# (cycles per px down, across) where a stride-2 transposed convolution leaves its lattice:
-# period 2 from the last upsampling, period 4 from the one before.
-LATTICE = ((0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (0.25, 0.25), (0.25, 0.0), (0.0, 0.25))
+# (cycles per px down, across) where stride-2 transposed convolutions leave their lattice:
+# period 2 from the last upsampling, 4 and 8 from the ones before.
+LATTICE = ((0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (0.25, 0.25), (0.25, 0.0), (0.0, 0.25),
+           (0.125, 0.125))
+PEAK_REACH = 2  # a lattice point is compared with the frequencies up to this many bins away
 
 
 def _to_uint8(values) -> np.ndarray:
@@ -174,19 +176,30 @@ VIEW_NAMES = ("raw", "blur", "down4", "colour", "spectrum", "gray")
 SHOWN = {**IMAGE_VIEWS, "spectrum": log_spectrum}  # what the figure draws of each view
 
 
+def power_ratio(real_power: np.ndarray, fake_power: np.ndarray) -> np.ndarray:
+    """Mean power of the fakes over that of the real images, per 2-D frequency [H, W] (1 at zero
+    frequency, which both had removed)."""
+    real, fake = real_power.mean(axis=(0, 3)), fake_power.mean(axis=(0, 3))
+    ratio = fake / np.maximum(real, 1e-12)
+    ratio[real.shape[0] // 2, real.shape[1] // 2] = 1.0
+    return ratio
+
+
 def lattice_peaks(real_power: np.ndarray, fake_power: np.ndarray) -> dict[str, float]:
-    """At each LATTICE frequency: fake / real mean power there, over the median of that ratio on
-    its ring and the two next to it (a corner is alone on its ring). 1: no more excess there
-    than at other angles; a checkerboard: far above 1."""
-    size = real_power.shape[1]
-    ratio = fake_power.mean(axis=(0, 3)) / np.maximum(real_power.mean(axis=(0, 3)), 1e-12)
-    rings = _rings(size)
+    """At each LATTICE frequency: the fakes' excess power there (power_ratio) over its median
+    on the frequencies around it (PEAK_REACH bins each way, wrapping round as the spectrum
+    does). 1: no peak; a checkerboard: far above 1. A point on an axis (one frequency 0) also
+    counts a line of excess along that axis, from horizontal or vertical edges."""
+    ratio = power_ratio(real_power, fake_power)
+    size = ratio.shape[0]
+    steps = np.arange(-PEAK_REACH, PEAK_REACH + 1)
     peaks = {}
     for fy, fx in LATTICE:
         # fftshift puts -1/2 at index 0; the power of a real image is symmetric in frequency.
         y, x = (size // 2 - round(f * size) for f in (fy, fx))
-        band = np.abs(rings - rings[y, x]) <= 1
-        peaks[f"{fy:g},{fx:g}"] = float(ratio[y, x] / np.median(ratio[band]))
+        around = np.delete(ratio[np.ix_((y + steps) % size, (x + steps) % size)].ravel(),
+                           len(steps) ** 2 // 2)
+        peaks[f"{fy:g},{fx:g}"] = float(ratio[y, x] / np.median(around))
     return peaks
 
 
@@ -304,9 +317,10 @@ def write_table(results: list[dict], out: Path) -> Path:
     for view in views:
         cells = [_interval(r["views"][view]) if view in r["views"] else "-" for r in results]
         lines.append(f"| {view} | {' | '.join(cells)} |")
-    lines += ["", "Fake / real power at the transposed convolution's lattice frequencies "
-              "(cycles per px, down,across), over the median of that ratio on the same ring "
-              "(1: no peak there):", "", f"| frequency | {head} |",
+    lines += ["", "Peaks at the lattice frequencies of stride-2 transposed convolutions (cycles "
+              "per px, down,across): fake / real power there, over its median on the "
+              f"frequencies up to {PEAK_REACH} bins around (1: no peak; on an axis, a line of "
+              "excess along it counts too):", "", f"| frequency | {head} |",
               "|---" * (len(results) + 1) + "|"]
     for freq in results[0]["lattice_peaks"]:
         cells = [f"{r['lattice_peaks'][freq]:.2f}" for r in results]
@@ -340,14 +354,13 @@ def plot_views(run: Run, result: dict, path: Path) -> str:
 
     views = list(result["views"])
     plt = pyplot()
-    fig, axes = plt.subplots(len(views) + 1, 2, figsize=(9, 1.9 * (len(views) + 1) + 1.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(views) + 1, 2, figsize=(9, 1.5 * len(views) + 4),
+                             squeeze=False, height_ratios=[1] * len(views) + [2.4])
     for row, name in enumerate(views):
         auc = _interval(result["views"][name])
-        shown = "spectrum (2-D; the probe reads its radial profile)" if name == "spectrum" \
-            else name
-        _show(axes[row, 0], SHOWN[name](run.real[:EXAMPLES]), f"{shown}: real, AUC {auc}")
-        _show(axes[row, 1], SHOWN[name](run.fakes[:EXAMPLES]), f"{shown}: fake")
+        _show(axes[row, 0], SHOWN[name](run.real[:EXAMPLES]), f"{name}: real, AUC {auc}")
+        _show(axes[row, 1], SHOWN[name](run.fakes[:EXAMPLES]), f"{name}: fake"
+              + (" (2-D; the probe reads rings)" if name in FEATURE_VIEWS else ""))
     spectrum = result["radial_spectrum"]
     ax = axes[-1, 0]
     for key, style in (("real", "-"), ("fake", "--")):
@@ -356,13 +369,11 @@ def plot_views(run: Run, result: dict, path: Path) -> str:
     ax.set(xlabel="cycles per px (0.5: Nyquist along an axis)", ylabel="mean power",
            title="radial power spectrum")
     ax.legend(fontsize=8)
-    ratio = np.log10(power_spectrum(run.fakes).mean(axis=(0, 3))
-                     / np.maximum(power_spectrum(run.real).mean(axis=(0, 3)), 1e-12))
-    ratio[run.real.shape[1] // 2, run.real.shape[2] // 2] = 0.0  # the removed mean
+    ratio = np.log10(power_ratio(power_spectrum(run.real), power_spectrum(run.fakes)))
     half = run.real.shape[1] // 2 / run.real.shape[1]
     limit = float(np.max(np.abs(ratio))) or 1.0
     shown = axes[-1, 1].imshow(ratio, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                               extent=(-half, half, half, -half))
+                               interpolation="nearest", extent=(-half, half, half, -half))
     axes[-1, 1].set(title="log10 mean power fake / real", xlabel="cycles per px across",
                     ylabel="down")
     fig.colorbar(shown, ax=axes[-1, 1], fraction=0.046)
