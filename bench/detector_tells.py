@@ -384,17 +384,22 @@ def plot_views(run: Run, result: dict, path: Path) -> str:
 
 
 def plot_spectra(results: list[dict], path: Path) -> str:
-    """Every run's mean radial power spectrum, fake (solid) and its real set (dashed)."""
+    """Every run's mean radial power spectrum of its fakes (solid), and of each real set
+    (dashed; runs measured on the same real images share one line)."""
     from keras_ganaug.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    reals: dict[tuple, list[str]] = {}
     for index, r in enumerate(results):
-        spectrum, colour = r["radial_spectrum"], f"C{index}"
-        ax.semilogy(spectrum["cycles_per_px"][1:], spectrum["fake"][1:], "-", color=colour,
+        spectrum = r["radial_spectrum"]
+        ax.semilogy(spectrum["cycles_per_px"][1:], spectrum["fake"][1:], "-", color=f"C{index}",
                     label=f"{r['label']}: fake")
-        ax.semilogy(spectrum["cycles_per_px"][1:], spectrum["real"][1:], "--", color=colour,
-                    label=f"{r['label']}: real (test split)")
+        reals.setdefault((tuple(spectrum["cycles_per_px"]), tuple(spectrum["real"])),
+                         []).append(r["label"])
+    for index, ((freq, real), labels) in enumerate(reals.items()):
+        ax.semilogy(freq[1:], real[1:], "--", color="black" if index == 0 else "gray",
+                    label=f"real, test split (measured with {', '.join(labels)})")
     ax.axvline(0.5, color="gray", lw=0.5)
     ax.set(xlabel="cycles per px", ylabel="mean power (log)", title="radial power spectrum")
     ax.legend(fontsize=8)
