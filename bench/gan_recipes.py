@@ -48,7 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 
-from keras_ganaug.cli_helpers import ArgumentParser, add_common_flags, run_cli  # noqa: E402
+from keras_ganaug.cli_helpers import (  # noqa: E402
+    ArgumentParser,
+    add_common_flags,
+    name_list,
+    run_cli,
+)
 from keras_ganaug.errors import UserError  # noqa: E402
 from keras_ganaug.gans.recipes import RECIPE_NAMES  # noqa: E402
 
@@ -310,14 +315,6 @@ def rank(results: list[dict], keep: int = RANK_KEEP) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    def names(text: str) -> list[str]:
-        chosen = [t.strip() for t in text.split(",") if t.strip()]
-        unknown = [t for t in chosen if t not in RECIPE_NAMES]
-        if unknown or not chosen:
-            raise argparse.ArgumentTypeError(f"expected recipes among {', '.join(RECIPE_NAMES)}, "
-                                             f"got {text!r}")
-        return chosen
-
     def whole_list(text: str) -> list[int]:
         try:
             return [int(t) for t in text.split(",") if t.strip()]
@@ -335,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=DEFAULT_DATA, help=f"image folder (default {DEFAULT_DATA})")
     p.add_argument("--class", dest="class_name", default="malignant")
     p.add_argument("--n-real", type=whole_list, default=[10, 100, 500])
-    p.add_argument("--recipes", type=names)
+    p.add_argument("--recipes", type=name_list(RECIPE_NAMES, "recipes"))
     p.add_argument("--seeds", type=whole_list, default=[0])
     p.add_argument("--minutes", type=float, default=15.0, help="wall clock per variant")
     p.add_argument("--rank", action="store_true", help="the two-stage plan of the docstring")

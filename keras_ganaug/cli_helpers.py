@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from keras_ganaug.errors import UserError
 
@@ -38,6 +38,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
+
+
+def name_list(names: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """argparse type: a comma-separated, non-empty list drawn from `names` (`what` calls them
+    that in the error)."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [t.strip() for t in text.split(",") if t.strip()]
+        if not chosen or any(t not in names for t in chosen):
+            raise argparse.ArgumentTypeError(f"expected {what} among {', '.join(names)}, got "
+                                             f"{text!r}")
+        return chosen
+
+    return parse
 
 
 def config_from_flags(config_class, args: argparse.Namespace, keep_defaults=(), **converted):

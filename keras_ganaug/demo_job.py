@@ -82,7 +82,7 @@ def check_fakes(gan_out: str, data: str, image_size: int, seed: int) -> dict:
     figure of the two side by side, OUT/gan/real_vs_fake.png."""
     from keras_ganaug.data.images import list_images, load_images, only_class
     from keras_ganaug.gans.export import load_metadata
-    from keras_ganaug.metrics.measures import c2st
+    from keras_ganaug.metrics.c2st import c2st
     from keras_ganaug.plots import plot_image_panels
     from keras_ganaug.synthesize import synthesize
 

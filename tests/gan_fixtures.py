@@ -57,3 +57,23 @@ def train_gan_in_process(argv: list) -> tuple[int, str]:
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
         code = train_gan.main([str(a) for a in argv])
     return code, stderr.getvalue()
+
+
+def untrained_export(demo_root: Path, out: Path, size: int = 32) -> Path:
+    """An untrained tiny DCGAN export of the demo's malignant class at `out`, with the 16 images
+    it 'trained' on listed (training_files.json) and hashed as train_gan.py lists them."""
+    from keras_ganaug.data.images import file_hashes, list_images, select_real, write_file_list
+    from keras_ganaug.gans.dcgan import DCGAN
+    from keras_ganaug.gans.export import export_gan
+
+    train = list_images(demo_root, "train")
+    seen = select_real(train, "malignant", 16, seed=0)
+    seen = seen.subset(seen.labels == 1)
+    gan = DCGAN(image_size=size, channels=3, latent_dim=16, width=8, seed=0)
+    gan.compile()
+    export_gan(gan, out, {"class_names": list(train.class_names), "trained_class": "malignant",
+                          "trained_class_id": 1, "minority_class": "malignant", "n_real": 16,
+                          "seed": 0, "data": str(demo_root), "resize": "crop",
+                          "training_files_sha256": file_hashes(seen)})
+    write_file_list(out / "training_files.json", seen, 0, 16, "malignant")
+    return out

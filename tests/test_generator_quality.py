@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_script
+from tests.gan_fixtures import untrained_export
 
 MEASURES = {"kid", "kid_std", "precision", "recall", "pr_samples", "memorization_ratio",
             "memorized_fraction", "memorization_footing", "c2st_auc", "c2st_auc_std",
@@ -38,22 +39,7 @@ def encoder_file(tmp_path_factory, demo_root):
 def export(tmp_path_factory, demo_root):
     """An (untrained) tiny DCGAN export of the demo's malignant class, with the 16 images it
     'trained' on listed as train_gan.py lists them."""
-    from keras_ganaug.data.images import file_hashes, list_images, select_real, write_file_list
-    from keras_ganaug.gans.dcgan import DCGAN
-    from keras_ganaug.gans.export import export_gan
-
-    train = list_images(demo_root, "train")
-    seen = select_real(train, "malignant", 16, seed=0)
-    seen = seen.subset(seen.labels == 1)
-    out = tmp_path_factory.mktemp("gan") / "dcgan_malignant_n16"
-    gan = DCGAN(image_size=32, channels=3, latent_dim=16, width=8, seed=0)
-    gan.compile()
-    export_gan(gan, out, {"class_names": list(train.class_names), "trained_class": "malignant",
-                          "trained_class_id": 1, "minority_class": "malignant", "n_real": 16,
-                          "seed": 0, "data": str(demo_root), "resize": "crop",
-                          "training_files_sha256": file_hashes(seen)})
-    write_file_list(out / "training_files.json", seen, 0, 16, "malignant")
-    return out
+    return untrained_export(demo_root, tmp_path_factory.mktemp("gan") / "dcgan_malignant_n16")
 
 
 def test_feature_space_learns_saves_and_reloads(encoder_file, tmp_path):

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from keras_ganaug.metrics.c2st import c2st as two_sample_auc
+from keras_ganaug.metrics.c2st import feature_c2st
 from keras_ganaug.metrics.measures import (
     _polynomial_mmd2,
     extract_features,
@@ -15,7 +17,6 @@ from keras_ganaug.metrics.measures import (
     quality_report,
     tstr,
 )
-from keras_ganaug.metrics.measures import c2st as two_sample_auc
 
 
 def _gaussian(n, dim=8, shift=0.0, seed=0):
@@ -184,3 +185,13 @@ def test_weights_digest_names_a_feature_space(tmp_path):
     weights[0] = weights[0] + 1e-6
     encoder.set_weights(weights)
     assert weights_digest(encoder) != space
+
+
+def test_feature_c2st_tells_a_shift_on_c2st_folds():
+    same = feature_c2st(_gaussian(90), _gaussian(70, seed=1), seed=0)
+    shifted = feature_c2st(_gaussian(90, shift=0.8), _gaussian(70, seed=1), seed=0)
+    assert 0.3 < same["c2st_auc"] < 0.7 < 0.9 < shifted["c2st_auc"]
+    assert same["c2st_samples_per_set"] == 70 and len(same["c2st_fold_aucs"]) == 5
+    assert same["c2st_auc"] == pytest.approx(np.mean(same["c2st_fold_aucs"]))
+    with pytest.raises(ValueError, match="one D"):
+        feature_c2st(_gaussian(20, dim=3), _gaussian(20, dim=4))

@@ -26,8 +26,9 @@ import numpy as np
 from keras_ganaug.cli_helpers import ArgumentParser, add_common_flags, quiet_tensorflow, run_cli
 from keras_ganaug.data.trained import TRAINING_FILES, TrainedFiles, files_set, read_trained_files
 from keras_ganaug.errors import UserError
+from keras_ganaug.metrics.c2st import C2ST_EPOCHS
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
-from keras_ganaug.metrics.measures import C2ST_EPOCHS, MIN_IMAGES, image_measures
+from keras_ganaug.metrics.measures import MIN_IMAGES, image_measures
 
 
 def measure_generator(generator_folder: str | os.PathLike, real_unseen_images: np.ndarray,

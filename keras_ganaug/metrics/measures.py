@@ -15,7 +15,7 @@ precision_recall    Kynkaanniemi et al. 2019: a fake is "precise" if it falls in
                     Both sets are cut to the same size first.
 memorization        how close fakes sit to their nearest training image, relative to how close real
                     images the generator never saw sit to it: copies score near 0, honest draws 1.
-c2st                classifier two-sample test: cross-validated AUC of a small CNN told to separate
+c2st (metrics/c2st.py) classifier two-sample test: cross-validated AUC of a small CNN told to separate
                     fakes from real images (0.5: indistinguishable).
 tstr                train-on-synthetic / test-on-real AUC of a linear probe, over train-on-real.
 """
@@ -25,6 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from keras_ganaug.errors import UserError
+from keras_ganaug.metrics.c2st import C2ST_EPOCHS, c2st
+from keras_ganaug.metrics.sampling import as_features as _as_features
+from keras_ganaug.metrics.sampling import subsample as _subsample
 
 DEFAULT_KID_SUBSETS = 100
 DEFAULT_KID_SUBSET_SIZE = 1000
@@ -32,20 +35,7 @@ DEFAULT_NEAREST_K = 3
 # A fake nearer its closest training image than this quantile of the training images' own
 # leave-one-out distances counts as memorized: an honest generator scores about this fraction.
 MEMORIZATION_QUANTILE = 0.05
-C2ST_FOLDS = 5
-C2ST_EPOCHS = 8
-C2ST_WIDTHS = (16, 32, 64, 64)
-C2ST_BATCH = 32
-C2ST_LEARNING_RATE = 1e-3
-C2ST_MAX_SIZE = 64
 MIN_IMAGES = 10  # per image_measures set: KID subsets, k-NN balls, 5 C2ST folds need a few each
-
-
-def _as_features(features) -> np.ndarray:
-    array = np.asarray(features, dtype=np.float64)
-    if array.ndim != 2 or len(array) < 2:
-        raise ValueError(f"features must be [N >= 2, D], got shape {array.shape}")
-    return array
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,13 +72,6 @@ def _knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     distances = pairwise_distances(features, features)
     np.fill_diagonal(distances, np.inf)
     return np.partition(distances, k - 1, axis=1)[:, k - 1]
-
-
-def _subsample(features: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` rows drawn without replacement (all of them, in order, when there are no more)."""
-    if len(features) <= size:
-        return features
-    return features[np.sort(rng.choice(len(features), size, replace=False))]
 
 
 def precision_recall(real_features, fake_features, k: int = DEFAULT_NEAREST_K,
@@ -241,122 +224,6 @@ def quality_report(real_features: np.ndarray, fake_features: np.ndarray,
             **precision_recall(real_features, fake_features, k=nearest_k, seed=seed),
             **memorization(train_features, fake_features, heldout_features=real_features)}
 
-
-def _c2st_network(image_size: int, channels: int, widths: tuple[int, ...]):
-    """A small CNN scoring P(image is from the first set): strided convolutions, no batch norm
-    (batch statistics would let it compare images within a batch), a logistic output."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input((image_size, image_size, channels))
-    x = inputs
-    for width in widths:
-        x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x), name="c2st")
-
-
-def _c2st_images(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int,
-                 seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two image sets as one balanced two-class set: ([-1, 1] floats of at most C2ST_MAX_SIZE px,
-    labels 1 for the first set and 0 for the second), the larger set subsampled to the smaller."""
-    import tensorflow as tf
-
-    from keras_ganaug.data.images import to_float
-
-    first, second = np.asarray(first_uint8), np.asarray(second_uint8)
-    if first.shape[1:] != second.shape[1:] or first.ndim != 4:
-        raise ValueError(f"c2st needs two image sets [N, H, W, C] of one shape, got "
-                         f"{first.shape} and {second.shape}")
-    size = min(len(first), len(second))
-    if size < folds:
-        raise ValueError(f"c2st with {folds} folds needs at least {folds} images per set, got "
-                         f"{len(first)} and {len(second)}")
-    rng = np.random.default_rng(seed)
-    floats = to_float(np.concatenate([_subsample(first, size, rng),
-                                      _subsample(second, size, rng)]))
-    if floats.shape[1] > C2ST_MAX_SIZE:
-        floats = tf.image.resize(floats, (C2ST_MAX_SIZE, C2ST_MAX_SIZE), antialias=True)
-    return np.asarray(floats), np.repeat([1.0, 0.0], size).astype(np.float32)
-
-
-class _FoldTrainer:
-    """One C2ST network and one traced train step that serve every fold (tracing costs more than
-    training a few hundred images): each fold restarts from its own seeded initialisation and a
-    fresh optimizer."""
-
-    def __init__(self, image_shape: tuple[int, ...], widths: tuple[int, ...]):
-        import keras
-        import tensorflow as tf
-
-        self.image_shape, self.widths = image_shape, widths
-        self.network = _c2st_network(image_shape[0], image_shape[2], widths)
-        self.optimizer = keras.optimizers.Adam(C2ST_LEARNING_RATE)
-        self.optimizer.build(self.network.trainable_variables)
-        self.fresh_optimizer = [v.numpy() for v in self.optimizer.variables]
-        cross_entropy = keras.losses.BinaryCrossentropy()
-        network, optimizer = self.network, self.optimizer
-
-        @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32),
-                                      tf.TensorSpec((None,), tf.float32)])
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                loss = cross_entropy(y[:, None], network(x, training=True))
-            gradients = tape.gradient(loss, network.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
-
-        self.train_step = train_step
-
-    def restart(self, seed: int) -> None:
-        """New weights drawn from `seed` and the optimizer as it was before any step."""
-        import keras
-
-        keras.utils.set_random_seed(seed)
-        self.network.set_weights(_c2st_network(self.image_shape[0], self.image_shape[2],
-                                               self.widths).get_weights())
-        for variable, value in zip(self.optimizer.variables, self.fresh_optimizer, strict=True):
-            variable.assign(value)
-
-    def fit(self, images: np.ndarray, labels: np.ndarray, train: np.ndarray, epochs: int,
-            seed: int) -> None:
-        """`epochs` passes over the rows `train` of images, in batches shuffled by `seed`."""
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            order = train[rng.permutation(len(train))]
-            for start in range(0, len(order), C2ST_BATCH):
-                batch = order[start:start + C2ST_BATCH]
-                self.train_step(images[batch], labels[batch])
-
-    def scores(self, images: np.ndarray) -> np.ndarray:
-        """P(first set) of each image."""
-        return np.concatenate([np.asarray(self.network(images[i:i + 256]))[:, 0]
-                               for i in range(0, len(images), 256)])
-
-
-def c2st(first_uint8: np.ndarray, second_uint8: np.ndarray, folds: int = C2ST_FOLDS,
-         epochs: int = C2ST_EPOCHS, widths: tuple[int, ...] = C2ST_WIDTHS,
-         seed: int = 0) -> dict[str, float]:
-    """Classifier two-sample test: k-fold cross-validated AUC of a small CNN told to separate two
-    image sets (0.5: indistinguishable; 1: told apart every time).
-
-    The larger set is subsampled to the smaller, so chance is 0.5; images above C2ST_MAX_SIZE px
-    are downscaled (antialiased) to keep it cheap. Each fold's network is trained from the seed
-    `seed + fold` for `epochs` passes and scores only its held-out fold; the AUC is the mean over
-    folds and its std their spread. Deterministic on CPU for one seed.
-    """
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-
-    images, labels = _c2st_images(first_uint8, second_uint8, folds, seed)
-    trainer = _FoldTrainer(images.shape[1:], widths)
-    aucs = []
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for fold, (train, test) in enumerate(splitter.split(images, labels)):
-        trainer.restart(seed + fold)
-        trainer.fit(images, labels, train, epochs, seed + fold)
-        aucs.append(float(roc_auc_score(labels[test], trainer.scores(images[test]))))
-    return {"c2st_auc": float(np.mean(aucs)), "c2st_auc_std": float(np.std(aucs)),
-            "c2st_folds": folds, "c2st_samples_per_set": len(labels) // 2, "c2st_epochs": epochs}
 
 
 def image_measures(fakes: np.ndarray, real_unseen: np.ndarray, train_seen: np.ndarray,

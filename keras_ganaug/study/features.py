@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keras_ganaug.metrics.c2st import C2ST_EPOCHS
 from keras_ganaug.metrics.features import FEATURE_EPOCHS
-from keras_ganaug.metrics.measures import C2ST_EPOCHS
 from keras_ganaug.study.grid import StudyConfig, data_root
 
 # Fakes drawn per generator for the quality measures: the real class's size, within these bounds.
 QUALITY_SAMPLES = (50, 1000)
+
+
+def quality_fakes(generator_folder: Path, unseen_count: int, seed: int,
+                  class_id: int = -1):
+    """The fakes a generator is measured on (uint8): as many as the unseen real images of its
+    class, within QUALITY_SAMPLES, from noise seed 10_000 + seed, apart from the seeds its
+    training drew. One rule, so a bench that re-measures a run sees the same fakes."""
+    import numpy as np
+
+    from keras_ganaug.synthesize import synthesize
+
+    count = int(np.clip(unseen_count, *QUALITY_SAMPLES))
+    return synthesize(generator_folder, count, seed=10_000 + seed, class_id=class_id)
 
 
 class FeatureSpace:
@@ -70,22 +83,20 @@ class FeatureSpace:
         from keras_ganaug.data.images import protocol_cut
         from keras_ganaug.gans.export import load_metadata
         from keras_ganaug.metrics import measures
-        from keras_ganaug.synthesize import synthesize
 
         metadata = load_metadata(generator_folder)
         class_id = self.minority_id if metadata.get("conditional") else -1
         unseen = self.x_test[self.test_labels == self.minority_id]
-        count = int(np.clip(len(unseen), *QUALITY_SAMPLES))
-        fakes = synthesize(generator_folder, count, seed=10_000 + seed, class_id=class_id)
+        fakes = quality_fakes(generator_folder, len(unseen), seed, class_id)
         # The images this generator saw: the cell's seeded cut, less its validation split.
         seen = set(protocol_cut(self.train_set, self.minority, n_real, seed,
                                 self.config.val_fraction)[0].files)
         in_cut = np.array([f in seen for f in self.train_set.files])
         seen_minority = self.x_train[in_cut & (self.train_labels == self.minority_id)]
         fake_features = measures.extract_features(self.model, fakes)
-        result = {"samples": count, "feature_space": self.space_id,
+        result = {"samples": len(fakes), "feature_space": self.space_id,
                   **measures.image_measures(fakes, unseen, seen_minority, self.model, seed=seed,
-                                   c2st_epochs=self.c2st_epochs),
+                                            c2st_epochs=self.c2st_epochs),
                   **measures.tstr(self.train_features[in_cut], self.train_labels[in_cut],
                                  fake_features, self.minority_id, self.test_features,
                                  self.test_labels, seed=seed)}
