@@ -47,6 +47,10 @@ def test_noise_is_drawn_in_training_and_fixed_in_inference():
     fixed = keras.ops.convert_to_numpy(layer(x, training=False))
     np.testing.assert_array_equal(fixed, keras.ops.convert_to_numpy(layer(x, training=False)))
     np.testing.assert_array_equal(fixed[0], fixed[1])
+    # Inference noise has training's scale (unit normal), not Keras's random_normal 0.05.
+    wide = NoiseInjection()
+    wide.build((1, 64, 64, 3))
+    assert 0.9 < float(np.std(keras.ops.convert_to_numpy(wide.fixed_noise))) < 1.1
 
 
 def test_the_generator_has_no_transposed_convolution_and_an_excitation_per_large_map():

@@ -65,7 +65,11 @@ class NoiseInjection(layers.Layer):
     def build(self, input_shape):
         self.strength = self.add_weight(shape=(), initializer="zeros", name="strength")
         self.fixed_noise = self.add_weight(shape=(*input_shape[1:3], 1), trainable=False,
-                                           initializer="random_normal", name="fixed_noise")
+                                           # unit normal, as in training: Keras's
+                                           # "random_normal" draws std 0.05, which exported
+                                           # generators with 1/20 of the noise they learned on
+                                           initializer=keras.initializers.RandomNormal(stddev=1.0),
+                                           name="fixed_noise")
         self.seed_generator = keras.random.SeedGenerator()
 
     def call(self, x, training=None):
