@@ -332,8 +332,10 @@ def write_table(results: list[dict], out: Path) -> Path:
                      f"{r['fakes']} | {r['fake_seed']} | "
                      f"{', '.join(map(str, r['c2st_seeds']))} | {r['c2st_folds']} | "
                      f"{r['c2st_epochs']} |")
+    from keras_ganaug.io import write_text_atomic
+
     path = out / "DETECTOR_TABLE.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")  # a killed run leaves the old table whole
     return path
 
 
