@@ -57,3 +57,29 @@ def test_wgan_gp_refuses_ada_in_the_class_the_cli_and_the_study(tmp_path):
     config = StudyConfig(methods=["wgan-gp+ada"], out=str(tmp_path))
     with pytest.raises(UserError, match=r"^--methods wgan-gp\+ada: .*use wgan-gp\+diffaugment$"):
         check_gan_settings(config, [parse_method("wgan-gp+ada")])
+
+
+def test_each_gan_class_holds_its_kind_and_its_constructor_takes_the_kinds_options():
+    """One record per GAN name (gans/registry.GAN_KINDS) answers what the GAN takes: the
+    constructor takes exactly the kind's own options, and a GAN refusing ADA is the one whose
+    kind says why. A user's own subclass under a new name gets a kind that takes nothing."""
+    import inspect
+
+    from keras_ganaug.gans import gan_classes
+    from keras_ganaug.gans.base import GAN
+    from keras_ganaug.gans.registry import GAN_KINDS, GAN_OPTIONS, GANKind
+
+    for cls in gan_classes().values():
+        assert cls.kind is GAN_KINDS[cls.gan_type], cls.__name__
+        own = {name for name, p in inspect.signature(cls.__init__).parameters.items()
+               if p.kind is p.KEYWORD_ONLY}
+        assert own == set(cls.kind.options), cls.__name__
+    assert GAN_OPTIONS == {"n_critic": "wgan-gp", "gp_weight": "wgan-gp",
+                           "cat_codes": "infogan", "cont_codes": "infogan"}
+    assert [k.name for k in GAN_KINDS.values() if k.ada_refusal] == ["wgan-gp"]
+    assert [k.name for k in GAN_KINDS.values() if k.gradient_penalty] == ["wgan-gp"]
+
+    class MyGAN(GAN):
+        gan_type = "my-gan"
+
+    assert MyGAN.kind == GANKind("my-gan")

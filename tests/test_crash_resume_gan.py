@@ -303,8 +303,6 @@ def test_a_ctrl_c_in_the_first_minute_leaves_a_checkpoint_that_resumes_exactly(
     monkeypatch.undo()
     code, _, err = call(train_gan.main, [*args, "--resume"], capsys)
     assert code == 0, err[-3000:]
-    reference = tmp_path / "reference"
-    code, _, err = call(train_gan.main, ["--data", str(demo_root), *flags, *GANS["dcgan"],
-                                         "--out", str(reference)], capsys)
-    assert code == 0, err[-3000:]
-    assert_same_values(exported(out), exported(reference))
+    # when checkpoints are written changes nothing a run computes: the reference is the same
+    # run with --checkpoint-every 3
+    assert_same_values(exported(out), exported(gan_reference("dcgan")))

@@ -196,6 +196,25 @@ def test_saved_model_cli_shows_every_generators_serving_default(exports, fresh_c
             assert line in shown, (key, line)
 
 
+def _network_functions(saved_model_dir: Path) -> int:
+    """How many functions of a SavedModel hold a convolution: copies of a network graph."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((saved_model_dir / "saved_model.pb").read_bytes())
+    return sum(any(node.op in ("Conv2D", "Conv2DBackpropInput") for node in function.node_def)
+               for function in proto.meta_graphs[0].graph_def.library.function)
+
+
+def test_each_endpoint_stores_its_network_once_whatever_the_int_dtypes(exports):
+    """generate takes 8 int32/int64 mixes and score uint8 or float images: thin casts around one
+    traced network each (TensorFlow keeps a traced call and its body: two functions an endpoint),
+    not a network copy per mix, which made exports twice the size and slower to save and load."""
+    for key, (gan, path, _) in exports.items():
+        endpoints = 3 if gan.latent_codes else 2  # generate, generate_from_latent, with_codes
+        assert _network_functions(path / "generator") == 2 * endpoints, key
+        assert _network_functions(path / "discriminator") == 2, key
+
+
 def test_unconditional_latent_endpoint_refuses_other_classes(exports):
     import tensorflow as tf
 

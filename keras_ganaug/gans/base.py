@@ -12,12 +12,12 @@ loop owns the schedule, the GAN its adversarial loss, the recipe its regularizer
 backbone its auxiliary terms; each returns per-example terms by name, which the loop sums and logs.
 
 What a subclass provides:
-  gan_type, conditional          class attributes
+  gan_type, conditional          class attributes (gan_type: a name in gans/registry.GAN_KINDS,
+                                 whose record becomes the class's `kind`)
   generator_input(z, u, ids)     noise z ~ N(0,1), uniforms u ~ U(0,1) -> the generator's input vector
   discriminator_loss(step)       per-example D loss (+ named parts to log, already in it)
   generator_loss(step)           per-example G loss (+ named parts to log)
-and optionally code_dims (uniforms it consumes), heads (extra D outputs), config_options
-(GANConfig fields its constructor takes), export_info() (extra metadata), latent_size /
+and optionally code_dims (uniforms it consumes), heads (extra D outputs), export_info() (extra metadata), latent_size /
 latent_inputs() (what the exported generate_from_latent takes) and, for latent codes a user may
 set (InfoGAN), latent_codes = True with coded_inputs() and write_extra_samples().
 """
@@ -34,6 +34,7 @@ from keras_ganaug.errors import UserError
 from keras_ganaug.gans.augmenters import make_augmenter
 from keras_ganaug.gans.backbones import backbone, call_with_options
 from keras_ganaug.gans.recipes import RECIPE_OPTIONS, Recipe
+from keras_ganaug.gans.registry import GANKind, gan_kind
 from keras_ganaug.gans.regularizers import RecipeRegularizers
 
 
@@ -65,7 +66,11 @@ class GAN(RecipeRegularizers, keras.Model):
     extra_losses: tuple[str, ...] = ()  # names of additional loss terms to track and log
     default_learning_rate = 2e-4
     default_betas = (0.5, 0.999)
-    config_options: tuple[str, ...] = ()  # GANConfig fields passed to the constructor by name
+    kind: GANKind = gan_kind(gan_type)  # what the GAN takes (its options, its own penalty...)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.kind = gan_kind(cls.gan_type)  # one record per name, read by the pre-TF checks too
 
     def __init__(self, image_size: int, channels: int = 3, latent_dim: int = 128,
                  num_classes: int = 1, trained_class: int = 0, augment: str = "none",

@@ -22,7 +22,7 @@ from keras_ganaug.cli_helpers import (
     run_cli,
 )
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.gans.config import GAN_OPTIONS, GANConfig, check_config
+from keras_ganaug.gans.config import GANConfig, check_config
 from keras_ganaug.gans.recipes import (
     DEFAULT_KIMG,
     DEFAULT_RECIPE,
@@ -31,7 +31,7 @@ from keras_ganaug.gans.recipes import (
     Recipe,
     resolve_recipe,
 )
-from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
+from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES, GAN_OPTIONS
 
 
 def build_parser() -> argparse.ArgumentParser:

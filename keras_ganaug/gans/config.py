@@ -81,11 +81,6 @@ class GANConfig:
     steps_per_execution: int = 1
 
 
-# GAN options that only one GAN takes: what the option is, and the GAN it belongs to.
-GAN_OPTIONS = {"n_critic": "wgan-gp", "gp_weight": "wgan-gp", "cat_codes": "infogan",
-               "cont_codes": "infogan"}
-
-
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     """Refuse settings that cannot work, before any data is read or TensorFlow loads.
 
@@ -93,7 +88,7 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     an option meant for another GAN is an error rather than silently ignored.
     """
     from keras_ganaug import runtime
-    from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
+    from keras_ganaug.gans.registry import GAN_NAMES, GAN_OPTIONS, gan_kind
 
     if config.gan not in GAN_NAMES:
         raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
@@ -104,8 +99,8 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
             raise UserError(f"--{option.replace('_', '-')}: applies to --gan {GAN_OPTIONS[option]} "
                             f"only, not --gan {config.gan}")
     checks = [
-        (config.augment != "ada" or config.gan not in ADA_REFUSED,
-         f"--augment ada: {ADA_REFUSED.get(config.gan)}; use --augment diffaugment with "
+        (config.augment != "ada" or not gan_kind(config.gan).ada_refusal,
+         f"--augment ada: {gan_kind(config.gan).ada_refusal}; use --augment diffaugment with "
          f"--gan {config.gan}"),
         (config.ema is None or 0 < config.ema < 1,
          f"--ema {config.ema}: expected a decay in [0, 1), e.g. 0.999, or 0 for off"),

@@ -6,8 +6,9 @@ contract" has the table):
     g = tf.saved_model.load("OUT/generator")
     g.generate(count=8, seed=0, class_id=-1)
         -> {"images": uint8 [count, H, W, C], "class_ids": int32 [count]}
-        count, seed and class_id: Python ints, int32 or int64 scalars (one traced function per
-        combination, each casting to int32 / int64 / int32 first): same seed value, same images.
+        count, seed and class_id: Python ints, int32 or int64 scalars (one thin trace per
+        combination, casting to int32 / int64 / int32 and calling the one traced network): same
+        seed value, same images.
         class_id -1 = the trained class (unconditional GANs) or classes drawn uniformly
         (conditional GANs); any other value asks for that class index.
     g.generate_from_latent(latent=float32 [N, latent_size], class_ids=int32 [N])
@@ -149,16 +150,25 @@ class GeneratorModule(tf.Module):
         def images(inputs, class_ids):
             return {"images": to_uint8(network(inputs, training=False)), "class_ids": class_ids}
 
+        # The network is traced once, for the canonical dtypes; each int32/int64 mix of
+        # generate's arguments is a thin trace that casts and calls it, so the SavedModel holds
+        # one generator graph instead of one per mix (export, save and load are that much faster).
+        @tf.function(input_signature=_int_specs(GENERATE_INTS))
+        def generate_canonical(count, seed, class_id):
+            return images(*gan.seeded_inputs(count, seed, class_id))
+
         def generate(count, seed, class_id):
-            return images(*gan.seeded_inputs(*_cast_ints(count, seed), tf.cast(class_id, tf.int32)))
+            return generate_canonical(*_cast_ints(count, seed), tf.cast(class_id, tf.int32))
 
         def generate_from_latent(latent, class_ids):
             return images(*gan.latent_inputs(latent, class_ids))
 
-        def generate_with_codes(count, seed, categorical, continuous):
-            count, seed = _cast_ints(count, seed)
+        def codes_canonical(count, seed, categorical, continuous):
             class_ids = tf.fill((count,), tf.constant(gan.trained_class, tf.int32))
             return images(gan.coded_inputs(count, seed, categorical, continuous), class_ids)
+
+        def generate_with_codes(count, seed, categorical, continuous):
+            return self._codes_canonical(*_cast_ints(count, seed), categorical, continuous)
 
         self.generate = tf.function(generate)
         _trace_any_int(self.generate, GENERATE_INTS)
@@ -171,6 +181,8 @@ class GeneratorModule(tf.Module):
         self.metadata = _metadata_endpoint(metadata)
         self._cont_codes = gan.cont_codes if gan.latent_codes else None
         if gan.latent_codes:  # InfoGAN: sample with chosen latent codes
+            self._codes_canonical = tf.function(codes_canonical, input_signature=[
+                *_int_specs(CODES_INTS), *_code_specs(gan.cont_codes)])
             self.generate_with_codes = tf.function(generate_with_codes)
             _trace_any_int(self.generate_with_codes, CODES_INTS, *_code_specs(gan.cont_codes))
 
@@ -204,15 +216,15 @@ class DiscriminatorModule(tf.Module):
                 out["class_logits"] = tf.stack(per_class, axis=1)
             return out
 
-        def score(images, class_ids):
-            return score_float(to_float(images), class_ids)
+        def score(images, class_ids):  # calls the traced score_float: one network graph
+            return self.score_float(to_float(images), class_ids)
 
         size, channels = gan.image_size, gan.channels
         ids = tf.TensorSpec((None,), tf.int32, name="class_ids")
-        self.score = tf.function(score, input_signature=[
-            tf.TensorSpec((None, size, size, channels), tf.uint8, name="images"), ids])
         self.score_float = tf.function(score_float, input_signature=[
             tf.TensorSpec((None, size, size, channels), tf.float32, name="images"), ids])
+        self.score = tf.function(score, input_signature=[
+            tf.TensorSpec((None, size, size, channels), tf.uint8, name="images"), ids])
         self.serving_default = self.score  # for TFSMLayer, as the generator's
         self.metadata = _metadata_endpoint(metadata)
 

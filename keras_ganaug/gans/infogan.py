@@ -26,7 +26,6 @@ class InfoGAN(DCGAN):
     gan_type = "infogan"
     latent_codes = True
     extra_losses = ("info_cat", "info_cont")
-    config_options = ("cat_codes", "cont_codes")
     lambda_cat = 1.0
     lambda_cont = 0.1
 

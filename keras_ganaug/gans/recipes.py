@@ -21,8 +21,8 @@ from keras_ganaug.gans.registry import (
     BATCH_COUPLED_NORMS,
     D_NORMS,
     G_FAKES,
-    GRADIENT_PENALTY_GANS,
     UPSAMPLE_KINDS,
+    gan_kind,
 )
 
 
@@ -85,7 +85,8 @@ class Recipe:
     def _checks(self, gan_type: str, augment: str) -> list[tuple[bool, str]]:
         penalised = ("--r1-gamma" if self.r1_gamma
                      else f"--gan {gan_type}'s gradient penalty")
-        per_sample = bool(self.r1_gamma or gan_type in GRADIENT_PENALTY_GANS)
+        own_penalty = gan_kind(gan_type).gradient_penalty
+        per_sample = bool(self.r1_gamma or own_penalty)
         checks = [(getattr(self, name) is None or getattr(self, name) in choices,
                    f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of "
                    f"{', '.join(choices)}")
@@ -102,7 +103,7 @@ class Recipe:
              f"--d-lr {self.d_lr}: expected a learning rate above 0"),
             (self.diffaugment_policy is None or augment == "diffaugment",
              f"--diffaugment-policy: applies to --augment diffaugment, not --augment {augment}"),
-            (not self.r1_gamma or gan_type not in GRADIENT_PENALTY_GANS,
+            (not self.r1_gamma or not own_penalty,
              f"--r1-gamma: --gan {gan_type} has its own gradient penalty (--gp-weight); R1 is "
              f"for the GANs with a logistic loss"),
             # A per-sample input gradient taken through batch norm in training mode is not one
@@ -117,7 +118,7 @@ class Recipe:
             (not self.mbstd or not per_sample,
              f"--mbstd: the batch's standard deviation couples its samples, so the per-sample "
              f"input gradient of {penalised} is not one sample's"),
-            (self.loss == "logistic" or gan_type not in GRADIENT_PENALTY_GANS,
+            (self.loss == "logistic" or not own_penalty,
              f"--loss {self.loss}: --gan {gan_type} has its own (Wasserstein) loss"),
             (self.recon_weight is None or self.recon_weight >= 0,
              f"--recon-weight {self.recon_weight}: expected 0 (off) or more"),

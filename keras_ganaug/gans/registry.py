@@ -1,18 +1,50 @@
 """The names users type for the GAN side: the GANs, the augmentations, the recipe options.
 
-Plain lists, importable without TensorFlow (the CLIs read them before parsing flags); the class
-each GAN name stands for is keras_ganaug.gans.gan_class, and whether a GAN is conditional is
-asked of that class (its `conditional` attribute), never read off its name.
+Plain data, importable without TensorFlow (the CLIs read them before parsing flags). What a GAN
+can do is its `GANKind`: the CLIs and the study ask the kind before TensorFlow loads, the GAN
+classes hold it (`GAN.kind`), so nothing tests a GAN's name to learn what it takes. The class each
+name stands for is keras_ganaug.gans.gan_class; whether it is conditional is asked of that class.
 """
 
 from __future__ import annotations
 
-GAN_NAMES = ("dcgan", "cgan", "wgan-gp", "infogan")
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GANKind:
+    """What one GAN name stands for, as far as checks made before training need to know."""
+
+    name: str
+    options: tuple[str, ...] = ()  # GANConfig fields only this GAN takes (its constructor's)
+    # An own per-sample input-gradient penalty: R1 on top is refused (one constraint of the kind
+    # is enough), and so are D norms that couple the batch.
+    gradient_penalty: bool = False
+    # Why --augment ada is refused, or None: ADA steers p by sign(D(real)), which says "too sure
+    # these are real" only for a discriminator whose logits are centred on 0.
+    ada_refusal: str | None = None
+
+
+GAN_KINDS = {kind.name: kind for kind in (
+    GANKind("dcgan"),
+    GANKind("cgan"),
+    GANKind("wgan-gp", options=("n_critic", "gp_weight"), gradient_penalty=True,
+            ada_refusal="its overfitting signal, the sign of D(real), means nothing for the "
+                        "WGAN-GP critic, whose scores have no fixed centre"),
+    GANKind("infogan", options=("cat_codes", "cont_codes")),
+)}
+GAN_NAMES = tuple(GAN_KINDS)
+# Each GAN-specific option and the GAN that takes it (a flag of another GAN is an error).
+GAN_OPTIONS = {option: kind.name for kind in GAN_KINDS.values() for option in kind.options}
+
+
+def gan_kind(name: str) -> GANKind:
+    """The kind a GAN name stands for; a name no GAN has gets an unregistered kind that takes
+    nothing special (a user's own GAN subclass)."""
+    return GAN_KINDS.get(name) or GANKind(name)
+
+
 AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augmenters.py
-# GANs that refuse --augment ada, and why: ADA steers p by sign(D(real)), which says "too sure
-# these are real" only for a discriminator whose logits are centred on 0.
-ADA_REFUSED = {"wgan-gp": "its overfitting signal, the sign of D(real), means nothing for the "
-                          "WGAN-GP critic, whose scores have no fixed centre"}
 CLASS_NAMES = ("CGAN", "DCGAN", "WGANGP", "ConditionalWGANGP", "InfoGAN")
 # The recipe options (gans/recipes.Recipe): how the networks are built, what the loop adds to the
 # losses. --arch: the backbones, each a module of networks in gans/backbones/.
@@ -26,6 +58,3 @@ G_FAKES = ("reused", "fresh")  # --g-fakes: the G step judges the D step's fakes
 # D norms that couple the samples of a batch: a per-sample input gradient (R1, WGAN-GP's penalty)
 # taken through them is not one sample's gradient, so those penalties refuse them.
 BATCH_COUPLED_NORMS = ("batch",)
-# GANs with their own per-sample input-gradient penalty: R1 on top is refused (one constraint of
-# the kind is enough), and so are D norms that couple the batch.
-GRADIENT_PENALTY_GANS = ("wgan-gp",)

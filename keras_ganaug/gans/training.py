@@ -36,7 +36,7 @@ def run(config: GANConfig) -> dict:
 
     check_config(config)
     config = resolve_recipe(config)  # what run_config.json records and --resume compares
-    gan_type = gan_class(config.gan, config.conditional)
+    gan_cls = gan_class(config.gan, config.conditional)
     data = prepare_training_set(config)
     out = Path(config.out) if config.out else default_out(config, data.class_name)
     work = _check_out(out, config)
@@ -57,7 +57,7 @@ def run(config: GANConfig) -> dict:
                                         "dropped_test_duplicates": data.dropped_test_duplicates,
                                         "init_from": config.init_from,
                                         "pretraining_files": data.pretraining_files})
-        return _train_and_export(config, gan_type, data, work, out)
+        return _train_and_export(config, gan_cls, data, work, out)
 
     return finish_in(work, out, write)
 
@@ -77,13 +77,13 @@ def build_gan(config: GANConfig, num_classes: int, trained_class: int,
     start_from_init=False skips that copy, for a run whose own checkpoint overwrites it."""
     from keras_ganaug.gans import gan_class, transfer
 
-    gan_type = gan_class(config.gan, config.conditional)
-    gan = gan_type(image_size=config.image_size, channels=config.channels,
-                   latent_dim=config.latent_dim, num_classes=num_classes,
-                   trained_class=trained_class, augment=config.augment, ema_decay=config.ema,
-                   width=config.width, seed=config.seed,
-                   **{name: getattr(config, name) for name in RECIPE_OPTIONS},
-                   **{name: getattr(config, name) for name in gan_type.config_options})
+    gan_cls = gan_class(config.gan, config.conditional)
+    gan = gan_cls(image_size=config.image_size, channels=config.channels,
+                  latent_dim=config.latent_dim, num_classes=num_classes,
+                  trained_class=trained_class, augment=config.augment, ema_decay=config.ema,
+                  width=config.width, seed=config.seed,
+                  **{name: getattr(config, name) for name in RECIPE_OPTIONS},
+                  **{name: getattr(config, name) for name in gan_cls.kind.options})
     transfer.freeze_d_blocks(gan, config.freeze_d_blocks)  # before compile
     gan.compile(steps_per_execution=config.steps_per_execution)
     if config.init_from and start_from_init:
@@ -94,7 +94,7 @@ def build_gan(config: GANConfig, num_classes: int, trained_class: int,
     return gan
 
 
-def _train_and_export(config, gan_type, data: TrainingSet, out, final):
+def _train_and_export(config, gan_cls, data: TrainingSet, out, final):
     """Train (or go on from the checkpoint) and export into `out`; `final` is where the run
     will be found: `out`, or the folder an --overwrite staged in `out` is to replace."""
     import keras
@@ -105,7 +105,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     from keras_ganaug.plots import plot_history
 
     keras.utils.set_random_seed(config.seed)
-    d_steps = config.n_critic if "n_critic" in gan_type.config_options else gan_type.d_steps
+    d_steps = config.n_critic if "n_critic" in gan_cls.kind.options else gan_cls.d_steps
     schedule = training_schedule(config, len(data.arrays), d_steps)
     steps_per_epoch, epochs = schedule["steps_per_epoch"], schedule["epochs"]
     checkpoint = cb.GANCheckpoint(out / "checkpoints", steps_per_epoch, config.checkpoint_every,
@@ -118,7 +118,7 @@ def _train_and_export(config, gan_type, data: TrainingSet, out, final):
     if config.verbose:
         budget = (f"{metadata['kimg']:.1f} kimg" if config.epochs is None
                   else f"{epochs} epochs")
-        print(f"{gan_type.gan_type}: {len(data.arrays)} images of {data.class_name!r} "
+        print(f"{gan_cls.gan_type}: {len(data.arrays)} images of {data.class_name!r} "
               f"({config.image_size} px, batch {schedule['batch_size']}, {metadata['steps']} "
               f"steps, {budget}; {len(data.held_out.files)} held out for validation) -> {final}")
     start = time.perf_counter()

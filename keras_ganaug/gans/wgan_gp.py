@@ -20,7 +20,6 @@ import tensorflow as tf
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.base import GAN, Step
 from keras_ganaug.gans.cgan import OneHotConditioning
-from keras_ganaug.gans.registry import ADA_REFUSED
 
 NORM_EPSILON = 1e-12
 
@@ -52,12 +51,11 @@ class WGANGP(GAN):
     extra_losses = ("gp",)
     default_learning_rate = 1e-4
     default_betas = (0.0, 0.9)
-    config_options = ("n_critic", "gp_weight")
 
     def __init__(self, *args, n_critic: int = 5, gp_weight: float = 10.0, **kwargs):
-        if kwargs.get("augment") == "ada":
+        if kwargs.get("augment") == "ada" and self.kind.ada_refusal:
             raise UserError(f"{type(self).__name__}: augment='ada' is refused: "
-                            f"{ADA_REFUSED[self.gan_type]}; use augment='diffaugment'")
+                            f"{self.kind.ada_refusal}; use augment='diffaugment'")
         super().__init__(*args, **kwargs)
         self.d_steps, self.gp_weight = n_critic, gp_weight  # d_steps: the loop's n_critic
 

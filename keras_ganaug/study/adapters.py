@@ -62,15 +62,16 @@ def check_gan_settings(config: StudyConfig, methods: list[Method]) -> None:
     if not gans:
         return
     from keras_ganaug.gans.backbones.common import check_image_size
-    from keras_ganaug.gans.registry import ADA_REFUSED, GAN_NAMES
+    from keras_ganaug.gans.registry import GAN_NAMES, gan_kind
 
     missing = [gan for gan in gans if gan not in GAN_NAMES]
     if missing:
         raise UserError(f"--methods {','.join(config.methods)}: GAN {missing[0]!r} is not "
                         f"available; this install has {', '.join(GAN_NAMES)}")
     for method in methods:
-        if method.gan_augment == "ada" and method.gan in ADA_REFUSED:
-            raise UserError(f"--methods {method.name}: {ADA_REFUSED[method.gan]}; use "
+        refusal = gan_kind(method.gan).ada_refusal
+        if method.gan_augment == "ada" and refusal:
+            raise UserError(f"--methods {method.name}: {refusal}; use "
                             f"{method.gan}+diffaugment")
     check_image_size(config.image_size)
 
