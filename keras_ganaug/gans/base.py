@@ -17,9 +17,10 @@ What a subclass provides:
   generator_input(z, u, ids)     noise z ~ N(0,1), uniforms u ~ U(0,1) -> the generator's input vector
   discriminator_loss(step)       per-example D loss (+ named parts to log, already in it)
   generator_loss(step)           per-example G loss (+ named parts to log)
-and optionally code_dims (uniforms it consumes), heads (extra D outputs), export_info() (extra metadata), latent_size /
-latent_inputs() (what the exported generate_from_latent takes) and, for latent codes a user may
-set (InfoGAN), latent_codes = True with coded_inputs() and write_extra_samples().
+and optionally code_dims (uniforms it consumes), heads (extra D outputs), export_info() (extra
+metadata), latent_size / latent_inputs() (what the exported generate_from_latent takes) and, for
+latent codes a user may set (InfoGAN), latent_codes = True with coded_inputs() and
+write_extra_samples(). The constructor options a GAN takes are its kind's (registry.GANKind).
 """
 
 from __future__ import annotations

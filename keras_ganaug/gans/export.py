@@ -163,12 +163,12 @@ class GeneratorModule(tf.Module):
         def generate_from_latent(latent, class_ids):
             return images(*gan.latent_inputs(latent, class_ids))
 
-        def codes_canonical(count, seed, categorical, continuous):
+        def codes_canonical(count, seed, categorical, continuous):  # traced below, once
             class_ids = tf.fill((count,), tf.constant(gan.trained_class, tf.int32))
             return images(gan.coded_inputs(count, seed, categorical, continuous), class_ids)
 
         def generate_with_codes(count, seed, categorical, continuous):
-            return self._codes_canonical(*_cast_ints(count, seed), categorical, continuous)
+            return traced_codes(*_cast_ints(count, seed), categorical, continuous)
 
         self.generate = tf.function(generate)
         _trace_any_int(self.generate, GENERATE_INTS)
@@ -181,7 +181,8 @@ class GeneratorModule(tf.Module):
         self.metadata = _metadata_endpoint(metadata)
         self._cont_codes = gan.cont_codes if gan.latent_codes else None
         if gan.latent_codes:  # InfoGAN: sample with chosen latent codes
-            self._codes_canonical = tf.function(codes_canonical, input_signature=[
+            # a local, as generate_canonical: an attribute would be saved as one more endpoint
+            traced_codes = tf.function(codes_canonical, input_signature=[
                 *_int_specs(CODES_INTS), *_code_specs(gan.cont_codes)])
             self.generate_with_codes = tf.function(generate_with_codes)
             _trace_any_int(self.generate_with_codes, CODES_INTS, *_code_specs(gan.cont_codes))
