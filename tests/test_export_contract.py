@@ -264,6 +264,9 @@ def test_keras_file_round_trip_restores_the_gan_and_fit_goes_on(key, exports, tm
     steps = int(loaded.g_steps.numpy())
     assert steps == 2
     before = loaded.generator.get_weights()[0].copy()
+    # Eagerly: the fixture's fit already ran every GAN's train_step as a graph, and tracing it
+    # again for each loaded copy cost the suite ~20 s; what is tested here is the restored state.
+    loaded.run_eagerly = True
     loaded.fit(_dataset(loaded.conditional), epochs=1, verbose=0)
     assert int(loaded.g_steps.numpy()) == steps + 2
     assert int(loaded.g_optimizer.iterations.numpy()) == steps + 2
