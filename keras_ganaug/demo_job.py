@@ -31,10 +31,13 @@ from keras_ganaug.cli_helpers import (
 # The demo GAN's budget: what keeps the whole job within 6 minutes on 2 CPU cores (train_gan.py's
 # DEFAULT_KIMG, 65, would take the GAN alone about 5).
 DEMO_GAN_KIMG = 40.0
-# Not train_gan.py's default: on the demo's 48 malignant training images that recipe's
+# Not train_gan.py's default (auto: fastgan for the demo's 60 malignant images). fastgan trains
+# at about half the DCGAN's images per second here, so 6 minutes leave it 20 kimg, after which its
+# fakes are still blurred (C2ST 0.997; job 8 min 22 s beside other work, 2026-12-05,
+# docs/results/gan_recipes/README.md). Nor today's DCGAN recipe: on these 48 training images its
 # discriminator memorizes the set early (D loss .008 by step 100) and every fake comes out on one
 # peach background. DiffAugment's color + translation keeps the backgrounds, borders and colours
-# varied; its C2ST is no lower (docs/results/gan_recipes/README.md, stage 4).
+# varied (C2ST 0.98 at 40 kimg; stage 4 of that README).
 DEMO_GAN_RECIPE = "diffaugment-ct"
 ARMS = {
     "real only": {},

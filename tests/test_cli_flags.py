@@ -45,5 +45,7 @@ def test_every_cli_passes_its_flags_to_its_config():
     assert (classifier.data, classifier.seed, classifier.generators) == ("x", 3, ["g1"])
     study = config(study_cli, "--seeds", "3", "--quiet", "--no-quality")
     assert (study.seeds, study.verbose, study.quality) == (3, 0, False)
-    gan = config(gan_cli, "--class", "benign", "--gan", "wgan-gp", "--n-critic", "3")
+    # A named recipe: --recipe auto would list --data's images to count them.
+    gan = config(gan_cli, "--class", "benign", "--gan", "wgan-gp", "--n-critic", "3",
+                 "--recipe", "today")
     assert (gan.class_name, gan.n_critic, gan.cat_codes, gan.verbose) == ("benign", 3, 4, 1)

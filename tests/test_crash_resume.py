@@ -141,7 +141,7 @@ def test_study_killed_in_a_gan_and_in_a_classifier_reruns_to_the_same_results(
     def config(out):
         return StudyConfig(data=str(demo_root), minority="malignant", n_real=[8],
                                  methods=["dcgan"], seeds=1, model="simple-cnn",
-                                 image_size=32, epochs=2, gan_epochs=3, gan_batch_size=4,
+                                 image_size=32, epochs=2, gan_epochs=3, gan_batch_size=4, gan_recipe="today",
                                  quality=False, out=str(out), verbose=0)
 
     run_study(config(tmp_path / "reference"))

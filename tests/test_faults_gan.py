@@ -46,7 +46,7 @@ def finished_run(tmp_path_factory, data_root) -> Path:
 
     out = tmp_path_factory.mktemp("gan_runs") / "finished"
     run(GANConfig(data=str(data_root), class_name="malignant", image_size=32, width=8,
-                  latent_dim=16, batch_size=8, epochs=1, out=str(out), verbose=0))
+                  latent_dim=16, batch_size=8, epochs=1, recipe="today", out=str(out), verbose=0))
     assert (out / "metadata.json").is_file()
     return out
 

@@ -13,7 +13,7 @@ from tests.fault_fixtures import assert_user_error, call
 from tests.gan_fixtures import fresh_load, train_gan_in_process
 
 CLI_ARGS = ("--gan", "dcgan", "--image-size", "32", "--n-real", "16", "--batch-size", "8",
-            "--width", "8", "--latent-dim", "16", "--quiet")
+            "--width", "8", "--latent-dim", "16", "--recipe", "today", "--quiet")
 LIBRARY_META = {"class_names": ["a"], "trained_class": "a", "trained_class_id": 0, "seed": 0,
                 "n_real": 32, "training_files_sha256": ["00" * 32]}
 

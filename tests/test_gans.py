@@ -304,7 +304,7 @@ CLI_CASES = {
 
 
 CLI_FLAGS = ("--minority", "malignant", "--image-size", "32", "--n-real", "16", "--batch-size", "8",
-             "--width", "8", "--latent-dim", "16", "--epochs", "1", "--quiet")
+             "--width", "8", "--latent-dim", "16", "--epochs", "1", "--recipe", "today", "--quiet")
 
 
 @pytest.fixture(scope="module")

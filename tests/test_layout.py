@@ -182,7 +182,7 @@ def test_console_scripts_live_in_the_package_and_nothing_installs_at_top_level()
     ("keras_ganaug.classify.cli", "--synthetic-classes",
      ("keras_ganaug.classify.config", "SYNTHETIC_CLASSES")),
     ("keras_ganaug.classify.cli", "--resize", ("keras_ganaug.data.images", "RESIZE_MODES")),
-    ("keras_ganaug.gans.cli", "--recipe", ("keras_ganaug.gans.recipes", "RECIPE_NAMES")),
+    ("keras_ganaug.gans.cli", "--recipe", ("keras_ganaug.gans.recipes", "RECIPE_CHOICES")),
     ("keras_ganaug.gans.cli", "--upsample", ("keras_ganaug.gans.registry", "UPSAMPLE_KINDS")),
     ("keras_ganaug.gans.cli", "--d-norm", ("keras_ganaug.gans.registry", "D_NORMS")),
     ("keras_ganaug.gans.cli", "--g-fakes", ("keras_ganaug.gans.registry", "G_FAKES")),

@@ -238,9 +238,37 @@ def test_today_is_the_defaults_and_explicit_fields_win_over_a_recipe():
     config = resolve_recipe(GANConfig(recipe="sn-resize-lecam", upsample="transpose"))
     assert (config.d_norm, config.upsample, config.lecam_weight) == ("spectral", "transpose", 0.1)
     assert resolve_recipe(config) == config
-    plain = resolve_recipe(GANConfig())
+    plain = resolve_recipe(GANConfig(recipe="today"))
     assert (plain.width, plain.augment, plain.upsample, plain.r1_gamma) == (64, "none",
                                                                             "transpose", 0.0)
+
+
+def test_the_default_recipe_is_chosen_by_n(demo_root):
+    """--recipe auto: fastgan below FEWSHOT_BELOW_N real images, today's DCGAN from it; N is
+    --n-real, else every train image of the class (the folder listing, not the images)."""
+    from keras_ganaug.data.images import list_images
+    from keras_ganaug.gans.cli import build_parser, config_from_args
+    from keras_ganaug.gans.config import GANConfig, choose_recipe
+    from keras_ganaug.gans.recipes import FEWSHOT_BELOW_N, recipe_for_n, resolve_recipe
+
+    assert GANConfig().recipe == "auto"
+    assert [recipe_for_n("auto", n) for n in (1, FEWSHOT_BELOW_N - 1, FEWSHOT_BELOW_N, 500)] == [
+        "fastgan", "fastgan", "today", "today"]
+    assert recipe_for_n("ttur", 5) == "ttur"  # a named recipe is kept at any N
+    with pytest.raises(ValueError, match="choose it by N first"):
+        resolve_recipe(GANConfig())
+    counts = list_images(demo_root, "train").counts()
+    for class_name, n in counts.items():  # no --n-real: the class's train images
+        chosen = choose_recipe(GANConfig(data=str(demo_root), class_name=class_name))
+        assert chosen.recipe == recipe_for_n("auto", n)
+    for n_real, arch, augment in ((16, "fastgan", "diffaugment"), (FEWSHOT_BELOW_N, "dcgan", "none")):
+        config = config_from_args(build_parser().parse_args(
+            ["--data", str(demo_root), "--class", "benign", "--n-real", str(n_real)]))
+        assert (config.arch, config.augment) == (arch, augment)
+    # An explicit flag still wins over the recipe auto chose.
+    config = config_from_args(build_parser().parse_args(
+        ["--data", str(demo_root), "--n-real", "16", "--augment", "none"]))
+    assert (config.recipe, config.arch, config.augment) == ("fastgan", "fastgan", "none")
 
 
 def test_every_recipe_passes_the_checks_of_the_gans_it_is_for():
@@ -273,7 +301,8 @@ def test_cli_recipe_flags_and_their_errors(tmp_path, capsys, demo_root):
         (["--g-lr", "-1"], "--g-lr -1.0: expected a learning rate above 0"),
         (["--gan", "wgan-gp", "--mbstd"], "--mbstd: the batch's standard deviation couples"),
     ]:
-        code, _, err = call(train_gan.main, [*flags, "--data", demo_root, "--image-size", "32", "--width", "8",
+        code, _, err = call(train_gan.main, ["--recipe", "today", *flags, "--data", demo_root,
+                                             "--image-size", "32", "--width", "8",
                                              "--latent-dim", "16", "--epochs", "1", "--quiet",
                                              "--out", tmp_path / "o"], capsys)
         assert expected in assert_user_error(code, err), err[-1000:]

@@ -90,7 +90,7 @@ def gan_run(data_root, out, seed: int) -> np.ndarray:
 
     train(GANConfig(data=str(data_root), class_name="malignant", n_real=12, image_size=32,
                     width=8, latent_dim=16, batch_size=4, epochs=1, seed=seed, out=str(out),
-                    augment="diffaugment", verbose=0))
+                    augment="diffaugment", recipe="today", verbose=0))
     return synthesize(out, 6, seed=0)
 
 

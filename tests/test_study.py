@@ -353,6 +353,29 @@ def test_all_classes_asks_the_gan_class_whether_it_is_conditional(demo, tmp_path
     assert [f.rsplit("/", 1)[-1] for f in folders] == fake.gan_calls == trained
 
 
+def test_a_gan_cell_trains_the_study_gan_recipe_and_says_which(demo, tmp_path, monkeypatch):
+    """--gan-recipe (default auto: chosen by each cell's N) reaches train_gan's GANConfig; a
+    method without an augmentation suffix leaves the recipe's augmentation (fastgan's DiffAugment)
+    in place; an older study.json (no gan_recipe: today's at every N) is not resumed with auto."""
+    import keras_ganaug.gans.training as gan_training
+
+    seen = []
+    monkeypatch.setattr(gan_training, "run", lambda config: seen.append(config) or {})
+    config = tiny_config(demo, tmp_path / "study")
+    for method in ("dcgan", "dcgan+diffaugment"):
+        adapters.train_generator(config, grid.Cell(8, 0, grid.parse_method(method), "balance"),
+                                 tmp_path / method)
+    assert [(c.recipe, c.augment, c.n_real) for c in seen] == [("auto", None, 8),
+                                                              ("auto", "diffaugment", 8)]
+    assert records.generator_timings({"recipe": "fastgan"}, 1.0)["gan_recipe_trained"] == "fastgan"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "study.json").write_text(json.dumps({"config": {"model": "cnn5"}}))
+    with pytest.raises(UserError, match="--gan-recipe 'today', not 'auto'"):
+        records.check_same_grid(old, grid.StudyConfig(out=str(old)))
+    records.check_same_grid(old, grid.StudyConfig(out=str(old), gan_recipe="today"))
+
+
 def test_method_names_are_parsed_and_canonical():
     method = grid.parse_method("dcgan+classic+diffaugment")
     assert method == grid.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")

@@ -22,11 +22,15 @@ from keras_ganaug.cli_helpers import (
     run_cli,
 )
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
-from keras_ganaug.gans.config import GANConfig, check_config
+from keras_ganaug.gans.config import GANConfig, check_config, choose_recipe
 from keras_ganaug.gans.recipes import (
+    AUTO_RECIPE,
     DEFAULT_KIMG,
     DEFAULT_RECIPE,
-    RECIPE_NAMES,
+    FEWSHOT_BELOW_N,
+    FEWSHOT_RECIPE,
+    MANY_SHOT_RECIPE,
+    RECIPE_CHOICES,
     TODAY,
     Recipe,
     resolve_recipe,
@@ -78,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = p.add_argument_group(
         "recipe", "a named bundle of the options below (keras_ganaug/gans/recipes.py); a flag "
         "given explicitly wins over the recipe")
-    recipes.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_NAMES,
-                         help=f"default {DEFAULT_RECIPE}: the package's defaults")
+    recipes.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPE_CHOICES,
+                         help=f"default {AUTO_RECIPE}: {FEWSHOT_RECIPE} below --n-real "
+                              f"{FEWSHOT_BELOW_N}, {MANY_SHOT_RECIPE} (the DCGAN) from "
+                              f"{FEWSHOT_BELOW_N} (the recipe search's finding, "
+                              f"docs/results/gan_recipes)")
     for option in fields(Recipe):  # every recipe option is a flag, default None: the recipe's
         recipes.add_argument("--" + option.name.replace("_", "-"), **option.metadata)
     recipes.add_argument("--init-from", metavar="RUN",
@@ -121,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> GANConfig:
     config = config_from_flags(GANConfig, args, ema=args.ema or None,
                                keep_defaults=set(GAN_OPTIONS) - set(given),
                                verbose=0 if args.quiet else 1)
+    config = choose_recipe(config)  # --recipe auto: by N, which a folder listing gives
     check_config(config, given)
     return resolve_recipe(config)
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
+from keras_ganaug.data.images import DEFAULT_VAL_FRACTION, ImageSet, list_images
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.recipes import RECIPE_FIELDS, config_recipe, resolve_recipe
+from keras_ganaug.gans.recipes import (
+    AUTO_RECIPE,
+    DEFAULT_RECIPE,
+    RECIPE_FIELDS,
+    config_recipe,
+    recipe_for_n,
+    resolve_recipe,
+)
 
 FINISHED_MARKER = "metadata.json"  # written last by export: its presence means a finished run
 
@@ -41,7 +48,8 @@ class GANConfig:
     drop_test_duplicates: bool = False  # leave out training images byte-identical to a test image
     latent_dim: int = 128
     # The recipe (gans/recipes.py) and its fields: None = the recipe's value, others win over it.
-    recipe: str = "today"
+    # "auto" (the default): the recipe for the run's N, chosen by choose_recipe below.
+    recipe: str = DEFAULT_RECIPE
     width: int | None = None  # today 64
     augment: str | None = None  # today "none"
     arch: str | None = None  # the backbone: dcgan (today) or fastgan
@@ -81,6 +89,31 @@ class GANConfig:
     steps_per_execution: int = 1
 
 
+def train_listing(config: GANConfig) -> tuple[str, ImageSet, str]:
+    """(--data as read, its train listing, the class the run trains on)."""
+    from keras_ganaug.data.demo import make_demo_data  # writes data/demo on first use
+
+    source = str(make_demo_data()) if config.data is None else config.data
+    images = list_images(source, "train")
+    class_name = config.class_name or images.fewest_class()
+    if class_name not in images.class_names:
+        raise UserError(f"--class {class_name}: not a class of {images.source}; classes are "
+                        f"{', '.join(images.class_names)}")
+    return source, images, class_name
+
+
+def choose_recipe(config: GANConfig) -> GANConfig:
+    """`config` with --recipe auto replaced by the recipe for its N (recipes.recipe_for_n): its
+    --n-real, else every train image of its class. Reads the folder listing, not the images."""
+    if config.recipe != AUTO_RECIPE:
+        return config
+    n_real = config.n_real
+    if n_real is None:
+        _, images, class_name = train_listing(config)
+        n_real = images.counts()[class_name]
+    return replace(config, recipe=recipe_for_n(config.recipe, n_real))
+
+
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     """Refuse settings that cannot work, before any data is read or TensorFlow loads.
 
@@ -89,10 +122,9 @@ def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:
     """
     from keras_ganaug import runtime
     from keras_ganaug.gans.registry import GAN_NAMES, GAN_OPTIONS, gan_kind
-
     if config.gan not in GAN_NAMES:
         raise UserError(f"--gan {config.gan}: expected one of {', '.join(GAN_NAMES)}")
-    config = resolve_recipe(config)
+    config = resolve_recipe(choose_recipe(config))
     config_recipe(config).check(config.gan, config.augment)
     for option in given:
         if GAN_OPTIONS[option] != config.gan:
@@ -137,7 +169,8 @@ def default_out(config: GANConfig, class_name: str) -> Path:
 
 
 def config_defaults() -> dict:
-    """What an older run_config.json lacks stands for: today's settings."""
-    return asdict(resolve_recipe(GANConfig()))
+    """What an older run_config.json lacks stands for: today's settings (older runs predate
+    --recipe auto, so a missing recipe is today's)."""
+    return asdict(resolve_recipe(GANConfig(recipe="today")))
 
 

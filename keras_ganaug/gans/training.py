@@ -17,6 +17,7 @@ from keras_ganaug.gans.config import (
     RESUME_KEYS,
     GANConfig,
     check_config,
+    choose_recipe,
     config_defaults,
     default_out,
 )
@@ -34,6 +35,7 @@ def run(config: GANConfig) -> dict:
     """Train, export and return a summary: paths, epochs, images per second, final losses."""
     from keras_ganaug.gans import gan_class
 
+    config = choose_recipe(config)  # --recipe auto: the named recipe for this N
     check_config(config)
     config = resolve_recipe(config)  # what run_config.json records and --resume compares
     gan_cls = gan_class(config.gan, config.conditional)
@@ -134,7 +136,7 @@ def _train_and_export(config, gan_cls, data: TrainingSet, out, final):
     if (out / "history.csv").is_file():
         plot_history(out / "history.csv", out / "loss_curves.png")
     return {"out": str(final), "generator": str(final / "generator"), "epochs": epochs,
-            "steps": metadata["steps"], "kimg": metadata["kimg"],
+            "steps": metadata["steps"], "kimg": metadata["kimg"], "recipe": config.recipe,
             "resumed_from_epoch": initial_epoch, "train_seconds": seconds,
             "images_per_second": (trained_steps * schedule["batch_size"] / seconds
                                   if seconds > 0 and trained_steps > 0 else None),

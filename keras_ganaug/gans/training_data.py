@@ -13,7 +13,7 @@ from keras_ganaug.data import images as data_lib
 from keras_ganaug.data.epoch_draws import epoch_seed, permutations
 from keras_ganaug.data.leakage import without_copies_of
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.config import GANConfig, config_defaults
+from keras_ganaug.gans.config import GANConfig, config_defaults, train_listing
 from keras_ganaug.gans.recipes import budget_kimg
 
 
@@ -36,17 +36,11 @@ class TrainingSet:
 
 def prepare_training_set(config: GANConfig) -> TrainingSet:
     """Flags -> the checked, loaded training images of the run."""
-    from keras_ganaug.data.demo import make_demo_data
     from keras_ganaug.gans import gan_class
     from keras_ganaug.gans.backbones.common import check_image_size
 
     check_image_size(config.image_size)
-    source = str(make_demo_data()) if config.data is None else config.data
-    images = data_lib.list_images(source, "train")
-    class_name = config.class_name or images.fewest_class()
-    if class_name not in images.class_names:
-        raise UserError(f"--class {class_name}: not a class of {images.source}; classes are "
-                        f"{', '.join(images.class_names)}")
+    source, images, class_name = train_listing(config)
     class_id = images.class_index(class_name)
     # Only the train part: the classifier's validation images never reach the GAN.
     images, held_out = data_lib.protocol_cut(images, class_name, config.n_real, config.seed,

@@ -86,13 +86,15 @@ def train_generator(config: StudyConfig, cell: Cell, out: Path,
     from keras_ganaug.gans.training import run
 
     started = (out / "run_config.json").is_file()
+    # A method without an augmentation suffix trains with its recipe's (fastgan's DiffAugment).
+    augment = None if cell.method.gan_augment == "none" else cell.method.gan_augment
     gan = GANConfig(data=data_root(config), class_name=class_name or config.minority,
                     gan=cell.method.gan, n_real=cell.n_real if class_name is None else None,
                     image_size=config.image_size, channels=config.channels,
                     epochs=config.gan_epochs, kimg=None if config.gan_epochs else config.gan_kimg,
                     batch_size=config.gan_batch_size, val_fraction=config.val_fraction,
                     drop_test_duplicates=config.drop_test_duplicates,
-                    augment=cell.method.gan_augment, seed=cell.seed, out=str(out),
+                    recipe=config.gan_recipe, augment=augment, seed=cell.seed, out=str(out),
                     resume=started, overwrite=not started, verbose=config.verbose)
     try:
         return run(gan)

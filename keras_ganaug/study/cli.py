@@ -44,6 +44,7 @@ from keras_ganaug.cli_helpers import (
 )
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
+from keras_ganaug.gans.recipes import DEFAULT_RECIPE, RECIPE_CHOICES
 from keras_ganaug.study.grid import (
     DEFAULT_GAN_KIMG,
     DEFAULT_METHODS,
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"every N (default {DEFAULT_GAN_KIMG:g})")
     p.add_argument("--gan-epochs", type=int,
                    help="instead of --gan-kimg: passes over the N images (budget grows with N)")
+    p.add_argument("--gan-recipe", default=DEFAULT_RECIPE, choices=RECIPE_CHOICES,
+                   help=f"train_gan.py's --recipe for every GAN cell (default {DEFAULT_RECIPE}: "
+                        "the recipe for each cell's N)")
     p.add_argument("--gan-batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=30, help="classifier epochs (early stopping)")
     p.add_argument("--patience", type=int, default=5)

@@ -13,7 +13,7 @@ from keras_ganaug.classify.augment import AUGMENTS as CLASSIFIER_AUGMENTS
 from keras_ganaug.classify.selection import DEFAULT_MIN_EPOCHS, DEFAULT_MONITOR
 from keras_ganaug.data.images import DEFAULT_VAL_FRACTION
 from keras_ganaug.errors import UserError
-from keras_ganaug.gans.recipes import DEFAULT_KIMG
+from keras_ganaug.gans.recipes import DEFAULT_KIMG, DEFAULT_RECIPE
 from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES
 
 REAL = "real"  # the real images alone: the method every other one is measured against
@@ -22,8 +22,8 @@ OVERSAMPLE = "oversample"  # repeat real images: the non-GAN twin of a GAN metho
 GAN_AUGMENTS = tuple(kind for kind in AUGMENT_KINDS if kind != "none")  # method suffixes
 ALL_CLASSES = "all-classes"  # method suffix: every class gets the same share of extra images
 DEFAULT_N_REAL = "10,50,100,200,250,300,500,all"
-# The GAN arm is train_gan.py's default recipe (no augmentation: DiffAugment and ADA scored worse
-# in the recipe search, docs/results/gan_recipes), so a study measures the GAN a user would get.
+# The GAN arm is train_gan.py's default recipe (--gan-recipe auto: the one the recipe search found
+# best for the cell's N, docs/results/gan_recipes), so a study measures the GAN a user would get.
 DEFAULT_METHODS = f"{REAL},{CLASS_WEIGHTS},{OVERSAMPLE}+classic,dcgan"
 DEFAULT_SYNTHETIC = "balance"
 DEFAULT_SEEDS = 5
@@ -146,6 +146,7 @@ class StudyConfig:
     channels: int = 3
     gan_kimg: float | None = DEFAULT_GAN_KIMG  # the same budget in images shown for every N
     gan_epochs: int | None = None        # instead of gan_kimg: passes over the N images
+    gan_recipe: str = DEFAULT_RECIPE     # train_gan.py's --recipe for every GAN cell (auto: by N)
     gan_batch_size: int = 64
     epochs: int = 30
     patience: int = 5

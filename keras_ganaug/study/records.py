@@ -72,7 +72,8 @@ def generator_timings(result: dict, total_seconds: float) -> dict:
             "gan_total_seconds": total_seconds,
             "gan_images_per_second": result.get("images_per_second"),
             "gan_epochs_trained": result.get("epochs"), "gan_steps": result.get("steps"),
-            "gan_kimg_trained": result.get("kimg")}
+            "gan_kimg_trained": result.get("kimg"),
+            "gan_recipe_trained": result.get("recipe")}
 
 
 def generator_columns(timings: dict, reused: bool, dtype_policy: str,
@@ -209,10 +210,11 @@ def check_same_grid(out: Path, config: StudyConfig) -> None:
     path = out / "study.json"
     if not path.is_file():
         return
-    previous = json.loads(path.read_text()).get("config", {})
+    # A study from before --gan-recipe trained today's recipe at every N.
+    previous = {"gan_recipe": "today", **json.loads(path.read_text()).get("config", {})}
     for key in ("data", "minority", "model", "weights", "image_size", "channels", "epochs",
-                "gan_epochs", "gan_kimg", "vet", "val_fraction", "monitor", "min_epochs",
-                "patience", "drop_test_duplicates"):
+                "gan_epochs", "gan_kimg", "gan_recipe", "vet", "val_fraction", "monitor",
+                "min_epochs", "patience", "drop_test_duplicates"):
         if key in previous and previous[key] != getattr(config, key):
             raise UserError(f"--out {out}: holds a study with --{key.replace('_', '-')} "
                             f"{previous[key]!r}, not {getattr(config, key)!r}; choose another "
