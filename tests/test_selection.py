@@ -99,3 +99,25 @@ def test_prior_free_monitor_keeps_a_later_better_epoch():
     stopper.on_train_end()
     assert model.current + 1 == best_epoch(history, "val_auc", 3)
     assert best_epoch({"val_auc": [0.9, 0.5, 0.6, 0.55]}, "val_auc", 2) == 3  # min epochs
+
+
+def test_monitor_last_selects_nothing_and_keeps_the_last_epoch(capsys):
+    """--monitor last: the plain way to train; no epoch is chosen on val, none restored, no stop."""
+    from keras_ganaug.classify.cli import main
+    from keras_ganaug.classify.config import ClassifierConfig, resolve
+    from keras_ganaug.errors import UserError
+
+    history = {"val_auc": [0.9, 0.5, 0.6, 0.55]}
+    assert best_epoch(history, "last", 2) == 4
+    stopper = early_stopping("last", patience=0, min_epochs=0)
+    assert stopper.best_weights is None and (stopper.wait, stopper.best_epoch) == (0, 0)
+    for epoch in range(4):  # a plain Callback: its hooks record nothing and stop nothing
+        stopper.on_epoch_end(epoch, {"val_auc": history["val_auc"][epoch]})
+    assert stopper.best_weights is None
+    assert resolve(ClassifierConfig(monitor="last")).monitor == "last"
+    with pytest.raises(UserError, match="--monitor best: expected one of val_auc, "
+                                        "val_balanced_loss, val_loss, last$"):
+        resolve(ClassifierConfig(monitor="best"))
+    assert main(["--monitor", "best"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--monitor" in error and "'last'" in error

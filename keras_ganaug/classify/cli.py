@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
     p.add_argument("--monitor", default=DEFAULT_MONITOR, choices=tuple(MONITORS),
                    help="what early stopping and best.keras watch: val ROC AUC, the "
-                        "class-balanced val loss, or the plain val loss (prior-dominated)")
+                        "class-balanced val loss, or the plain val loss (prior-dominated); "
+                        "last: no early stopping, every epoch trained and the last one kept")
     p.add_argument("--min-epochs", type=int, default=DEFAULT_MIN_EPOCHS,
                    help="epochs trained before early stopping may choose or stop")
     p.add_argument("--drop-test-duplicates", action="store_true",

@@ -9,9 +9,10 @@ The order of operations is what keeps the numbers honest:
   3. generate synthetic images (optionally vetted by the exported discriminator, resized to
      --image-size), or oversample real ones, and append them to the training split only: checked,
      not just intended.
-  4. fit with early stopping on a prior-free val metric (selection.py); choose the decision
-     threshold on val; evaluate the restored best weights on the test split at argmax and at that
-     threshold; write OUT/metrics.json (last: it marks a finished run) and the figures.
+  4. fit with early stopping on a prior-free val metric (selection.py; --monitor last: every
+     epoch, the last kept); choose the decision threshold on val; evaluate the restored best
+     weights on the test split at argmax and at that threshold; write OUT/metrics.json (last: it
+     marks a finished run) and the figures.
 
 run(ClassifierConfig(...)) is what train_classifier.py and the study grid call.
 """

@@ -143,14 +143,21 @@ def _setting(results: pd.DataFrame, config: dict) -> str:
     setting = [f"data `{config.get('data') or 'demo'}`",
                f"minority `{results['minority'].iloc[0] if 'minority' in results else '?'}`",
                f"model `{results['model'].iloc[0]}`", f"{results['image_size'].iloc[0]} px",
-               f"classifier epochs at most {results['epochs'].iloc[0]}, early stopping on "
-               f"`{config.get('monitor', 'val_auc')}` after {config.get('min_epochs', 5)} epochs"]
+               _selection(results["epochs"].iloc[0], config)]
     if (results["gan"].fillna("") != "").any():
         budget = (f"{config['gan_epochs']} epochs" if config.get("gan_epochs")
                   else f"{config.get('gan_kimg')} kimg for every N")
         setting.append(f"GAN budget {budget}")
     setting.append(f"seeds {', '.join(str(s) for s in seeds)}")
     return "Setting: " + "; ".join(setting) + "."
+
+
+def _selection(epochs: int, config: dict) -> str:
+    """How each classifier's epoch was chosen, in words."""
+    if config.get("monitor") == "last":
+        return f"classifier trained {epochs} epochs, the last kept (no selection on val)"
+    return (f"classifier epochs at most {epochs}, early stopping on "
+            f"`{config.get('monitor', 'val_auc')}` after {config.get('min_epochs', 5)} epochs")
 
 
 def _isolation(results: pd.DataFrame) -> str:
