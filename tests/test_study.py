@@ -376,6 +376,14 @@ def test_a_gan_cell_trains_the_study_gan_recipe_and_says_which(demo, tmp_path, m
     records.check_same_grid(old, grid.StudyConfig(out=str(old), gan_recipe="today"))
 
 
+def test_the_report_names_the_gan_recipe_each_n_trained():
+    rows = pd.DataFrame({"n_real": ["10", "10", "100", "100"],
+                         "gan_recipe_trained": ["fastgan", None, "today", "today"]})
+    assert report._gan_recipes(rows, {"gan_recipe": "auto"}) == (
+        "GAN recipe `auto` (N = 10: `fastgan`, N = 100: `today`)")
+    assert report._gan_recipes(rows.drop(columns="gan_recipe_trained"), {}) == "GAN recipe `today`"
+
+
 def test_method_names_are_parsed_and_canonical():
     method = grid.parse_method("dcgan+classic+diffaugment")
     assert method == grid.Method("dcgan+diffaugment+classic", "dcgan", "diffaugment", "classic")

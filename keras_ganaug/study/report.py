@@ -148,8 +148,21 @@ def _setting(results: pd.DataFrame, config: dict) -> str:
         budget = (f"{config['gan_epochs']} epochs" if config.get("gan_epochs")
                   else f"{config.get('gan_kimg')} kimg for every N")
         setting.append(f"GAN budget {budget}")
+        setting.append(_gan_recipes(results, config))
     setting.append(f"seeds {', '.join(str(s) for s in seeds)}")
     return "Setting: " + "; ".join(setting) + "."
+
+
+def _gan_recipes(results: pd.DataFrame, config: dict) -> str:
+    """Which recipe the GAN cells trained, by N where --gan-recipe auto chose per N."""
+    declared = config.get("gan_recipe", "today")  # studies before --gan-recipe: today's
+    if "gan_recipe_trained" not in results:
+        return f"GAN recipe `{declared}`"
+    trained = results.dropna(subset=["gan_recipe_trained"])
+    by_n = trained.groupby("n_real", sort=False)["gan_recipe_trained"].unique()
+    chosen = ", ".join(f"N = {n}: {'/'.join(f'`{r}`' for r in sorted(names))}"
+                       for n, names in by_n.items())
+    return f"GAN recipe `{declared}`" + (f" ({chosen})" if chosen else "")
 
 
 def _selection(epochs: int, config: dict) -> str:
