@@ -7,6 +7,7 @@ a real process (TensorFlow's start-up noise, SIGKILL) use tests.conftest.run_scr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from pathlib import Path
@@ -46,6 +47,15 @@ def call(main, argv: list[str], capsys) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def call_quietly(main, argv: list) -> tuple[int, str]:
+    """A CLI's main(argv) in this process, its output held -> (exit code, its stderr); for
+    module fixtures, which cannot take capsys."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(a) for a in argv])
+    return code, stderr.getvalue()
 
 
 def noise_image(size: int = 40, mode: str = "RGB", seed: int = 0) -> Image.Image:

@@ -7,12 +7,11 @@ program that never imports keras_ganaug, is one process for all the exports of a
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 from tests.conftest import run_script
+from tests.fault_fixtures import call_quietly
 
 # Every export given: generate in plain TensorFlow, same seed same images, another seed others;
 # each one's images saved to its .npy so a test can compare them with the training process's.
@@ -53,10 +52,7 @@ def train_gan_in_process(argv: list) -> tuple[int, str]:
     which cannot take capsys (tests use tests.fault_fixtures.call)."""
     import train_gan
 
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        code = train_gan.main([str(a) for a in argv])
-    return code, stderr.getvalue()
+    return call_quietly(train_gan.main, argv)
 
 
 def untrained_export(demo_root: Path, out: Path, size: int = 32) -> Path:

@@ -1,9 +1,12 @@
-"""Classifier architectures, transfer-model preprocessing and weights, and the CLI end to end."""
+"""Classifier architectures, transfer-model preprocessing and weights, and the CLI end to end.
+(A vgg16 and a cnn5 run reloading in a fresh interpreter: tests/test_reproducibility.py, in its
+one fresh process.)"""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,19 @@ COUNTS = {"train": {"benign": 12, "malignant": 8}, "test": {"benign": 4, "malign
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("classifier_models") / "data", COUNTS)
+
+
+@pytest.fixture(scope="module")
+def resnet50_weights(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """A 32 px ResNet50 backbone (no top, random weights) saved once for this file's tests:
+    (its weights file, its weights)."""
+    import keras
+
+    backbone = keras.applications.ResNet50(include_top=False, weights=None,
+                                           input_shape=(32, 32, 3))
+    path = tmp_path_factory.mktemp("resnet50") / "resnet50_notop.weights.h5"
+    backbone.save_weights(path)
+    return path, [w.numpy() for w in backbone.weights]
 
 
 def test_cnn5_matches_the_ct_study_architecture():
@@ -66,7 +82,7 @@ def test_application_preprocess_is_keras_preprocess_input_on_0_255(model_name):
     assert not model.get_layer("preprocess").trainable  # the ImageNet mapping never moves
 
 
-def test_freeze_and_fine_tune_set_what_trains(tmp_path):
+def test_freeze_and_fine_tune_set_what_trains(tmp_path, resnet50_weights):
     import keras
     from keras import layers
 
@@ -83,9 +99,7 @@ def test_freeze_and_fine_tune_set_what_trains(tmp_path):
     assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]  # + block5_pool
     resnet = build_classifier("resnet50", 32, 3, 2, weights="none", trainable_layers=None)
     assert all(layer.trainable for layer in resnet.get_layer("resnet50").layers)
-    tail = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
-    tail.save_weights(tmp_path / "resnet50.weights.h5")
-    tuned = build_classifier("resnet50", 32, 3, 2, weights=str(tmp_path / "resnet50.weights.h5"),
+    tuned = build_classifier("resnet50", 32, 3, 2, weights=str(resnet50_weights[0]),
                              trainable_layers=10)
     backbone_layers = tuned.get_layer("resnet50").layers
     trainable = [layer for layer in backbone_layers if layer.trainable and layer.weights]
@@ -130,67 +144,13 @@ def test_imagenet_offline_fails_fast_with_the_way_out(capsys, monkeypatch, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-RELOAD_AND_SCORE = """
-import json, sys
-from pathlib import Path
-import keras_ganaug  # noqa: F401  as README has it; the plain load needs nothing registered
-import keras
-from keras_ganaug.classify import load_classifier
-from keras_ganaug.data.images import decode_image
-
-image = decode_image(sys.argv[1], 32, 3)[None] / 127.5 - 1.0
-for run in sys.argv[2:]:
-    plain = keras.saving.load_model(Path(run) / "best.keras").predict(image, verbose=0)
-    documented = load_classifier(run).predict(image, verbose=0)
-    print(json.dumps([plain.tolist(), documented.tolist()]))
-"""
-
-
 @pytest.mark.slow
-def test_vgg16_from_scratch_trains_one_epoch_and_reloads_in_a_fresh_process(capsys, tmp_path,
-                                                                          image_root):
-    """A vgg16 and a cnn5 run reload in a new interpreter both ways README shows, and score an
-    image as the training process's model does."""
-    from conftest import run_script
-
-    import keras_ganaug.classify
-
-    runs = {}
-    for model in ("vgg16", "cnn5"):
-        runs[model] = tmp_path / model
-        code, stdout, err = call(train_classifier.main,
-                                 ["--data", image_root, "--model", model, "--weights", "none",
-                                  "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                                  "--quiet", "--out", runs[model]], capsys)
-        assert code == 0, err[-2000:]
-    metrics = json.loads((runs["vgg16"] / "metrics.json").read_text())
-    assert metrics["config"]["model"] == "vgg16" and metrics["config"]["weights"] == "none"
-    assert metrics["test_counts"] == {"benign": 4, "malignant": 4}
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["epochs_run"] == 1
-    image = sorted((image_root / "test" / "malignant").glob("*.png"))[0]
-    proc = run_script("-c", RELOAD_AND_SCORE, str(image), *map(str, runs.values()))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    from keras_ganaug.data.images import decode_image
-
-    pixels = decode_image(str(image), 32, 3)[None] / 127.5 - 1.0
-    for line, run in zip(proc.stdout.strip().splitlines(), runs.values(), strict=True):
-        plain, documented = (np.asarray(scores) for scores in json.loads(line))
-        here = keras_ganaug.classify.load_classifier(run).predict(pixels, verbose=0)
-        assert plain.shape == (1, 2) and np.allclose(plain.sum(), 1.0, atol=1e-5)
-        np.testing.assert_allclose(plain, documented, atol=1e-6)
-        np.testing.assert_allclose(plain, here, atol=1e-5)
-    with pytest.raises(UserError, match="best.keras: missing"):
-        keras_ganaug.classify.load_classifier(tmp_path)
-
-
-@pytest.mark.slow
-def test_resnet50_loads_a_weights_file_via_the_cli(capsys, tmp_path, image_root):
+def test_resnet50_loads_a_weights_file_via_the_cli(capsys, tmp_path, image_root,
+                                                  resnet50_weights):
     """--weights PATH is loaded into the backbone: frozen, it is still those weights afterwards."""
     import keras
 
-    path = tmp_path / "resnet50_notop.weights.h5"
-    saved = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
-    saved.save_weights(path)
+    path, saved = resnet50_weights
     out = tmp_path / "resnet"
     code, _, err = call(train_classifier.main,
                         ["--data", image_root, "--model", "resnet50", "--weights", path,
@@ -201,5 +161,5 @@ def test_resnet50_loads_a_weights_file_via_the_cli(capsys, tmp_path, image_root)
     assert metrics["config"]["weights"] == str(path) and metrics["config"]["freeze"]
 
     best = keras.models.load_model(out / "best.keras")
-    for before, after in zip(saved.weights, best.get_layer("resnet50").weights, strict=True):
-        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+    for before, after in zip(saved, best.get_layer("resnet50").weights, strict=True):
+        np.testing.assert_array_equal(before, np.asarray(after))

@@ -1,10 +1,5 @@
-"""DiffAugment and ADA: shapes, dtypes, gradients, what each op does, p's control loop, saving."""
-
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+"""DiffAugment and ADA: shapes, dtypes, gradients, what each op does, p's control loop, saving.
+(Both under two replicas: tests/test_runtime.py, in its one two-CPU process.)"""
 
 import keras
 import numpy as np
@@ -15,8 +10,6 @@ from keras_ganaug.errors import UserError
 from keras_ganaug.gans import augment as da
 from keras_ganaug.gans.augmenters import make_augmenter
 from keras_ganaug.gans.registry import AUGMENT_KINDS
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def images(batch=4, size=16, channels=3, seed=0, dtype=tf.float32):
@@ -336,47 +329,3 @@ def test_bad_choices_are_user_errors():
         make_augmenter("ada", target=1.5)
     assert da.parse_policy(" color , cutout ") == ["color", "cutout"]
     np.testing.assert_array_equal(da.diff_augment(images(), policy=""), images())
-
-
-DISTRIBUTED = textwrap.dedent("""
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    from keras_ganaug.gans.augmenters import make_augmenter
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        ada = make_augmenter("ada", seed=0, speed_images=64, interval=2, initial_p=1.0)
-        diff = make_augmenter("diffaugment", seed=0)
-    # Replica 0 sees D confident on its reals, replica 1 sees 3 of 4 wrong: global rt = 0.25.
-    logits = tf.constant([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
-    batch = tf.ones([8, 8, 8, 3]) * 0.5
-    dataset = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices((batch, logits)).batch(8))
-
-    @tf.function
-    def step(inputs):
-        def replica(images, real_logits):
-            out = ada(images, training=True), diff(images, training=True)
-            ada.update(real_logits)
-            return out
-        return strategy.run(replica, args=inputs)
-
-    inputs = next(iter(dataset))
-    for _ in range(2):
-        (ada_out, diff_out) = step(inputs)
-    p = [float(v) for v in strategy.experimental_local_results(ada.probability.value)]
-    a, b = [t.numpy() for t in diff_out.values]
-    print("P", p, "SAME", bool(np.array_equal(a, b)))
-""")
-
-
-def test_ada_and_diffaugment_under_mirrored_strategy():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True,
-                            env=env, cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [row for row in result.stdout.splitlines() if row.startswith("P ")][-1]
-    # Both replicas agree; 2 steps x 8 images with rt 0.25 < 0.6 move p down by 16 / 64.
-    assert line.startswith("P [0.75, 0.75]")
-    assert line.endswith("SAME False")  # each replica draws its own augmentations

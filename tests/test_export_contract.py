@@ -29,6 +29,13 @@ GANS.update({f"{key}-fastgan": (name, {**options, "arch": "fastgan"})
              for key, (name, options) in list(GANS.items()) if key != "wgan-gp"})
 BF16 = "cgan-mixed_bfloat16"
 BF16_FASTGAN = "cgan-fastgan-mixed_bfloat16"
+# The fixture's GANs whose train_step another test already traces as fit() does (a graph), so
+# here they take their two steps eagerly (tracing a tiny GAN's step costs seconds; what this file
+# tests is their export): dcgan in test_gan_spine, cgan, wgan-gp, wgan-gp-conditional and
+# infogan in test_gans (train_gan.py runs and fit), dcgan-fastgan in test_crash_resume_gan.
+# The other five are traced only here.
+GRAPH_STEP_TESTED_ELSEWHERE = {"dcgan", "cgan", "wgan-gp", "wgan-gp-conditional", "infogan",
+                               "dcgan-fastgan"}
 TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0}
 
 # Every acceptance check of one export, in a process that imports only tensorflow and keras;
@@ -99,10 +106,11 @@ def _build(class_name: str, options: dict):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """Every GAN after two steps (unconditional ones fed images alone), its export folder and
-    the sha256 of its in-process images; plus a CGAN trained under mixed_bfloat16, the precision
-    in which the fast layers' custom gradients run (its images are computed in float32 by the
-    export and in bfloat16 in process, so they have no in-process hash to match)."""
+    """Every GAN after two steps (unconditional ones fed images alone; a graph step unless
+    GRAPH_STEP_TESTED_ELSEWHERE), its export folder and the sha256 of its in-process images;
+    plus a CGAN trained under mixed_bfloat16, the precision in which the fast layers' custom
+    gradients run (its images are computed in float32 by the export and in bfloat16 in process,
+    so they have no in-process hash to match)."""
     from keras_ganaug import runtime
     from keras_ganaug.data.images import to_uint8
     from keras_ganaug.gans.export import export_gan
@@ -113,6 +121,7 @@ def exports(tmp_path_factory):
     for key, (class_name, options) in {**GANS, **bf16}.items():
         with runtime.precision_scope("mixed_bfloat16" if key in bf16 else "float32"):
             gan = _build(class_name, options)
+        gan.run_eagerly = key in GRAPH_STEP_TESTED_ELSEWHERE
         gan.fit(_dataset(gan.conditional), epochs=1, verbose=0)
         export_gan(gan, root / key, {"class_names": ["a", "b"]})
         in_process = to_uint8(gan.generate(4, 0, -1)[0]).numpy()
@@ -264,8 +273,9 @@ def test_keras_file_round_trip_restores_the_gan_and_fit_goes_on(key, exports, tm
     steps = int(loaded.g_steps.numpy())
     assert steps == 2
     before = loaded.generator.get_weights()[0].copy()
-    # Eagerly: the fixture's fit already ran every GAN's train_step as a graph, and tracing it
-    # again for each loaded copy cost the suite ~20 s; what is tested here is the restored state.
+    # Eagerly: every GAN's train_step runs as a graph in the fixture or where
+    # GRAPH_STEP_TESTED_ELSEWHERE says, and tracing it again for each loaded copy cost the suite
+    # ~20 s; what is tested here is the restored state.
     loaded.run_eagerly = True
     loaded.fit(_dataset(loaded.conditional), epochs=1, verbose=0)
     assert int(loaded.g_steps.numpy()) == steps + 2

@@ -121,7 +121,8 @@ def test_wgan_gp_critic_penalty_is_per_sample_and_defaults_follow_the_paper():
 def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
     """The shared step tapes only the last critic step's fakes (the ones the generator update
     reuses): same seeds, same weights after two steps as the straightforward step that tapes
-    every generator forward."""
+    every generator forward. Both step eagerly: WGAN-GP's step as a graph is this file's
+    train_gan.py cases' (tracing each variant here cost seconds and compares nothing more)."""
     import keras
     import tensorflow as tf
 
@@ -156,7 +157,7 @@ def test_wgan_gp_step_updates_as_a_step_that_tapes_every_critic_forward():
     for gan_type in (WGANGP, TapeEveryForward):
         keras.utils.set_random_seed(0)  # same initial weights
         gan = gan_type(**TINY, n_critic=3, ema_decay=None)
-        gan.compile()
+        gan.compile(run_eagerly=True)
         initial = gan.generator.get_weights() + gan.discriminator.get_weights()
         gan.fit(images, batch_size=4, epochs=1, shuffle=False, verbose=0)
         weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())

@@ -1,4 +1,5 @@
-"""Precision policy and distribution strategy: choices, loss scaling, and N replicas == one device."""
+"""Precision policy and distribution strategy: choices, loss scaling, N replicas == one device,
+and ADA / DiffAugment under two replicas."""
 
 from __future__ import annotations
 
@@ -87,8 +88,9 @@ def test_float16_gan_scales_its_losses_and_still_learns():
     assert all(moved), f"{moved.count(False)} of {len(moved)} weights did not change"
 
 
-# Both networks in ONE fresh interpreter (the logical CPUs must be set before TensorFlow starts;
-# a second process would cost seconds of TensorFlow start-up): one JSON line per network.
+# Every two-replica check in ONE fresh interpreter (the logical CPUs must be set before
+# TensorFlow starts; a second process would cost seconds of TensorFlow start-up): both networks
+# trained on one device and on two, then ADA and DiffAugment stepped on two; a JSON line each.
 TWO_REPLICAS = textwrap.dedent("""
     import json
     import numpy as np, tensorflow as tf
@@ -97,6 +99,7 @@ TWO_REPLICAS = textwrap.dedent("""
     import keras
     from keras_ganaug import runtime
     from keras_ganaug.classify.networks import build_classifier
+    from keras_ganaug.gans.augmenters import make_augmenter
     from keras_ganaug.gans.dcgan import DCGAN
 
     def dcgan():
@@ -125,14 +128,39 @@ TWO_REPLICAS = textwrap.dedent("""
         model.fit(data, epochs=epochs, verbose=0, shuffle=False)
         return [w.numpy() for w in model.weights], strategy.num_replicas_in_sync
 
-    # One strategy for both: with a second MirroredStrategy in this process, cnn5's synchronized
+    # One strategy for all: with a second MirroredStrategy in this process, cnn5's synchronized
     # batch norm failed ("Shape mismatch in the collective instance", TF 2.21).
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for build in (dcgan, cnn5):
         one, n_one = train(build, tf.distribute.get_strategy())
         two, n_two = train(build, mirrored)
-        print(json.dumps({"network": build.__name__, "replicas": [n_one, n_two], "max_diff": max(
+        print(json.dumps({"check": build.__name__, "replicas": [n_one, n_two], "max_diff": max(
             float(np.max(np.abs(a - b))) for a, b in zip(one, two, strict=True))}))
+
+    with mirrored.scope():
+        ada = make_augmenter("ada", seed=0, speed_images=64, interval=2, initial_p=1.0)
+        diff = make_augmenter("diffaugment", seed=0)
+    # Replica 0 sees D confident on its reals, replica 1 sees 3 of 4 wrong: global rt = 0.25.
+    logits = tf.constant([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+    batch = tf.ones([8, 8, 8, 3]) * 0.5
+    dataset = mirrored.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((batch, logits)).batch(8))
+
+    @tf.function
+    def step(inputs):
+        def replica(images, real_logits):
+            out = ada(images, training=True), diff(images, training=True)
+            ada.update(real_logits)
+            return out
+        return mirrored.run(replica, args=inputs)
+
+    inputs = next(iter(dataset))
+    for _ in range(2):
+        (ada_out, diff_out) = step(inputs)
+    a, b = [t.numpy() for t in diff_out.values]
+    print(json.dumps({"check": "augmenters", "p": [
+        float(v) for v in mirrored.experimental_local_results(ada.probability.value)],
+                      "diffaugment_same_on_both": bool(np.array_equal(a, b))}))
 """)
 
 
@@ -141,7 +169,7 @@ def two_replica_runs() -> dict[str, dict]:
     done = run_script("-c", TWO_REPLICAS, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return {line["network"]: line for line in lines}
+    return {line["check"]: line for line in lines}
 
 
 @pytest.mark.parametrize("network, tolerance", [
@@ -157,6 +185,13 @@ def test_two_replicas_train_like_one_device(network, tolerance, two_replica_runs
     result = two_replica_runs[network]
     assert result["replicas"] == [1, 2]
     assert result["max_diff"] < tolerance, result
+
+
+def test_ada_and_diffaugment_under_mirrored_strategy(two_replica_runs):
+    result = two_replica_runs["augmenters"]
+    # Both replicas agree; 2 steps x 8 images with rt 0.25 < 0.6 move p down by 16 / 64.
+    assert result["p"] == [0.75, 0.75]
+    assert not result["diffaugment_same_on_both"]  # each replica draws its own augmentations
 
 
 def test_train_gan_rejects_a_bad_precision_or_strategy_in_one_line():

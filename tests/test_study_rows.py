@@ -13,7 +13,8 @@ from keras_ganaug.study import grid, records, report, summary
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
-COMMITTED_CELLS = sorted(p.parent for p in RESULTS.glob("*/cells"))
+# Study folders only (a study.json beside cells/): bench folders keep cells of their own layout.
+COMMITTED_CELLS = sorted(p.parent for p in RESULTS.glob("*/cells") if (p.parent / "study.json").is_file())
 
 
 def _metrics() -> dict:

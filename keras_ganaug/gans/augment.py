@@ -21,10 +21,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ganaug.errors import UserError
-
-DIFFAUGMENT_OPS = ("color", "translation", "cutout")
-DIFFAUGMENT_POLICY = ",".join(DIFFAUGMENT_OPS)
+# The op names and the policy parser live in the TensorFlow-free registry (the CLI checks a
+# policy before TensorFlow loads); re-exported here beside the ops they name.
+from keras_ganaug.gans.registry import (  # noqa: F401
+    DIFFAUGMENT_OPS,
+    DIFFAUGMENT_POLICY,
+    parse_policy,
+)
 
 # Mixed into every seed pair so augmentation draws differ from draws a model makes with the same
 # seed (the GAN seeds its noise SeedGenerator with the same integer).
@@ -186,16 +189,6 @@ def random_cutout(images: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5) -> tf.
 
 _DIFFAUGMENT_FUNCTIONS = {"color": random_color, "translation": random_translation,
                           "cutout": random_cutout}
-
-
-def parse_policy(policy: str) -> list[str]:
-    """'color,translation' -> ['color', 'translation']; '' -> []; unknown names are a UserError."""
-    names = [name.strip() for name in policy.split(",") if name.strip()]
-    unknown = [name for name in names if name not in DIFFAUGMENT_OPS]
-    if unknown:
-        raise UserError(f"DiffAugment policy: expected a comma-separated subset of "
-                        f"{DIFFAUGMENT_POLICY}, got {policy!r}")
-    return names
 
 
 def diff_augment(images: tf.Tensor, policy: str = DIFFAUGMENT_POLICY,

@@ -23,6 +23,7 @@ from keras_ganaug.gans.registry import (
     G_FAKES,
     UPSAMPLE_KINDS,
     gan_kind,
+    parse_policy,
 )
 
 
@@ -129,8 +130,6 @@ class Recipe:
              f"spectral, layer or none"),
         ]
         if self.diffaugment_policy is not None:
-            from keras_ganaug.gans.augment import parse_policy  # TensorFlow: only when asked
-
             checks.append((bool(parse_policy(self.diffaugment_policy)),
                            "--diffaugment-policy: expected at least one of "
                            "color,translation,cutout"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keras_ganaug.errors import UserError
+
 
 @dataclass(frozen=True)
 class GANKind:
@@ -58,3 +60,17 @@ G_FAKES = ("reused", "fresh")  # --g-fakes: the G step judges the D step's fakes
 # D norms that couple the samples of a batch: a per-sample input gradient (R1, WGAN-GP's penalty)
 # taken through them is not one sample's gradient, so those penalties refuse them.
 BATCH_COUPLED_NORMS = ("batch",)
+
+
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
+DIFFAUGMENT_POLICY = ",".join(DIFFAUGMENT_OPS)
+
+
+def parse_policy(policy: str) -> list[str]:
+    """'color,translation' -> ['color', 'translation']; '' -> []; unknown names are a UserError."""
+    names = [name.strip() for name in policy.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DIFFAUGMENT_OPS]
+    if unknown:
+        raise UserError(f"DiffAugment policy: expected a comma-separated subset of "
+                        f"{DIFFAUGMENT_POLICY}, got {policy!r}")
+    return names
