@@ -39,18 +39,22 @@ def _dcgan(**kwargs):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_dataset, demo_root):
     """This file's two DCGAN exports, both loaded by FRESH_LOAD in ONE fresh interpreter:
-    "library": export_gan of a DCGAN fit one epoch on tiny_dataset with LIBRARY_META, and the
-    images it generates in this process; "cli": train_gan.py's first epoch on the demo set, run in
-    this process (the CLI test goes on to refuse, resume and compare it, so only it uses it)."""
+    "library": export_gan of a DCGAN fit three epochs on tiny_dataset with LIBRARY_META, the
+    images it generates in this process, and the GAN, its generator's weights before the fit and
+    the fit's history (one traced step for this file's fit tests); "cli": train_gan.py's first
+    epoch on the demo set, run in this process (the CLI test goes on to refuse, resume and
+    compare it, so only it uses it)."""
     from keras_ganaug.data.images import to_uint8
     from keras_ganaug.gans.export import export_gan
 
     root = tmp_path_factory.mktemp("spine")
     gan = _dcgan()
-    gan.fit(tiny_dataset, epochs=1, verbose=0, shuffle=False)
+    before = [w.copy() for w in gan.generator.get_weights()]
+    history = gan.fit(tiny_dataset, epochs=3, verbose=0, shuffle=False).history
     export_gan(gan, root / "library", LIBRARY_META)
     library = {"out": root / "library", "in_process": to_uint8(gan.generate(4, 0)[0]).numpy(),
-               "images": root / "arrays" / "library.npy"}
+               "images": root / "arrays" / "library.npy", "gan": gan, "before": before,
+               "history": history}
     code, stderr = train_gan_in_process(["--data", demo_root, *CLI_ARGS, "--out", root / "cli",
                                          "--epochs", "1"])
     cli = {"out": root / "cli", "code": code, "stderr": stderr}
@@ -62,10 +66,8 @@ def exported(tmp_path_factory, tiny_dataset, demo_root):
             "cli": {**cli, "fresh": loaded.get("cli")}}
 
 
-def test_losses_and_weights_move_over_a_few_steps(tiny_dataset):
-    gan = _dcgan()
-    before = [w.copy() for w in gan.generator.get_weights()]
-    history = gan.fit(tiny_dataset, epochs=3, verbose=0, shuffle=False).history
+def test_losses_and_weights_move_over_a_few_steps(exported):
+    gan, before, history = (exported["library"][k] for k in ("gan", "before", "history"))
     assert history["d_loss"][0] != history["d_loss"][-1]
     assert history["g_loss"][0] != history["g_loss"][-1]
     assert all(np.isfinite(history["d_loss"])) and all(np.isfinite(history["g_loss"]))
