@@ -83,7 +83,7 @@ class GAN(RecipeRegularizers, keras.Model):
         self.num_classes, self.trained_class = num_classes, trained_class
         self.augment, self.ema_decay, self.width, self.seed = augment, ema_decay, width, seed
         self.recipe = Recipe(**options).resolved(type(self).d_norm)
-        self.recipe.check(self.gan_type, augment)
+        self.recipe.check(self.gan_type, augment, self.conditional)
         self.backbone = backbone(self.recipe.arch)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.build_networks()
@@ -107,7 +107,9 @@ class GAN(RecipeRegularizers, keras.Model):
     def build_networks(self) -> None:
         """The backbone's generator, discriminator, EMA generator and auxiliary networks (trained
         with the discriminator: `decoders`, or None), with the recipe options each takes."""
-        options = asdict(self.recipe)
+        # class_norm: the generator's input ends in the one-hot class (OneHotConditioning).
+        options = {**asdict(self.recipe),
+                   "class_columns": self.num_classes if self.recipe.class_norm else 0}
         size, channels, width = self.image_size, self.channels, self.width
 
         def generator(name):

@@ -65,6 +65,7 @@ class GANConfig:
     loss: str | None = None  # logistic (today) or hinge, for the GANs with a logistic loss
     recon_weight: float | None = None  # fastgan's decoder loss weight (its default 1; dcgan 0)
     excitation: bool | None = None  # fastgan's skip-layer excitation (its default on)
+    class_norm: bool | None = None  # conditional GANs: class-conditional G batch norm; today off
     init_from: str | None = None  # an earlier run to start the networks from (gans/transfer.py)
     freeze_d_blocks: int | None = None  # with init_from: D's first conv blocks kept (FreezeD)
     ema: float | None = 0.999

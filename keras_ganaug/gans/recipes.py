@@ -66,6 +66,10 @@ class Recipe:
                                          "drops the decoders)", type=float)
     excitation: bool | None = _option(None, "fastgan's skip-layer excitation (default on)",
                                       action=argparse.BooleanOptionalAction)
+    class_norm: bool = _option(False, "conditional GANs (cgan, wgan-gp --conditional): "
+                               "class-conditional batch norm in the generator, a gain and a bias "
+                               "per class on one shared trunk (default off: the class enters "
+                               "with z only)", action=argparse.BooleanOptionalAction)
 
     def resolved(self, gan_d_norm: str) -> Recipe:
         """Every None replaced: the backbone's value, else (d_norm) the GAN's own."""
@@ -76,14 +80,16 @@ class Recipe:
             values["d_norm"] = gan_d_norm
         return replace(self, **values)
 
-    def check(self, gan_type: str, augment: str) -> None:
+    def check(self, gan_type: str, augment: str, conditional: bool | None = None) -> None:
         """Refuse options that cannot work, one line naming the flag. Call on a resolved recipe
-        for the checks that need the norm; an unresolved d_norm None passes them."""
-        for ok, message in self._checks(gan_type, augment):
+        for the checks that need the norm; an unresolved d_norm None passes them, and so does
+        class_norm when whether the GAN is conditional is not known yet (None)."""
+        for ok, message in self._checks(gan_type, augment, conditional):
             if not ok:
                 raise UserError(message)
 
-    def _checks(self, gan_type: str, augment: str) -> list[tuple[bool, str]]:
+    def _checks(self, gan_type: str, augment: str,
+                conditional: bool | None) -> list[tuple[bool, str]]:
         penalised = ("--r1-gamma" if self.r1_gamma
                      else f"--gan {gan_type}'s gradient penalty")
         own_penalty = gan_kind(gan_type).gradient_penalty
@@ -96,6 +102,9 @@ class Recipe:
                                         ("loss", ADVERSARIAL_LOSSES))]
         checks += [
             (self.r1_gamma >= 0, f"--r1-gamma {self.r1_gamma}: expected 0 (off) or more"),
+            (not self.class_norm or conditional is not False,
+             f"--class-norm: the generator of a conditional GAN (cgan, wgan-gp --conditional) "
+             f"only, not --gan {gan_type}'s"),
             (self.lecam_weight >= 0,
              f"--lecam-weight {self.lecam_weight}: expected 0 (off) or more"),
             (self.g_lr is None or self.g_lr > 0,

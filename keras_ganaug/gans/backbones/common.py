@@ -58,6 +58,53 @@ class SpectralNormalization(layers.SpectralNormalization):
         return super().call(inputs, training=training and self.trainable)
 
 
+@keras.saving.register_keras_serializable(package="keras_ganaug")
+class ClassAffine(layers.Layer):
+    """[x, latent] -> x * gain[class] + bias[class]: batch norm's affine step with one gain and one
+    bias per class, the class read off the last `classes` entries of the generator's input (the
+    conditional GANs' one-hot vector). Gains start at 1 and biases at 0, as batch norm's."""
+
+    def __init__(self, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+
+    def build(self, input_shapes):
+        channels = input_shapes[0][-1]
+        self.gain = self.add_weight(shape=(self.classes, channels), initializer="ones", name="gain")
+        self.bias = self.add_weight(shape=(self.classes, channels), initializer="zeros",
+                                    name="bias")
+
+    def call(self, inputs):
+        x, latent = inputs
+        one_hot = latent[:, -self.classes:]
+        broadcast = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        gain = keras.ops.reshape(keras.ops.matmul(one_hot, self.gain), broadcast)
+        bias = keras.ops.reshape(keras.ops.matmul(one_hot, self.bias), broadcast)
+        return x * gain + bias
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
+def class_conditional(batch_norm, latent, classes: int):
+    """The generator's batch norm, or with `classes` its class-conditional form (de Vries et al.
+    2017; BigGAN's generator): one shared trunk whose norms have no affine step of their own but
+    a ClassAffine, so a minority of a few images uses the majority's filters and differs by a
+    gain and a bias per channel. Called as batch_norm is: norm(name=...)(x)."""
+    if not classes:
+        return batch_norm
+
+    def norm(name: str | None = None):
+        def apply(x):
+            x = batch_norm(center=False, scale=False, name=name)(x)
+            return ClassAffine(classes, name=f"{name}_class_affine" if name else None)([x, latent])
+        return apply
+
+    return norm
+
 def discriminator_outputs(image, x, *, num_classes: int, heads: dict[str, int] | None,
                           mbstd: bool, spectral: bool, extra: dict | None = None,
                           name: str = "discriminator") -> keras.Model:

@@ -18,6 +18,7 @@ from keras_ganaug.gans.backbones.common import (
     MAX_FILTERS,
     SpectralNormalization,
     check_image_size,
+    class_conditional,
     discriminator_outputs,
 )
 from keras_ganaug.gans.registry import D_NORMS, INTERPOLATION, UPSAMPLE_KINDS
@@ -55,12 +56,14 @@ def _upsampler(upsample: str, conv, conv_transpose):
 
 def build_generator(image_size: int, channels: int, input_dim: int, width: int = 64,
                     name: str = "generator", fast_layers: bool = True,
-                    upsample: str = "transpose") -> keras.Model:
-    """input vector [B, input_dim] -> image [B, size, size, channels] in [-1, 1]."""
+                    upsample: str = "transpose", class_columns: int = 0) -> keras.Model:
+    """input vector [B, input_dim] -> image [B, size, size, channels] in [-1, 1]. class_columns:
+    the input's last entries are a one-hot class that every batch norm reads (class_conditional)."""
     stages = check_image_size(image_size)
     conv, conv_transpose, batch_norm = _layer_kinds(fast_layers)
     up = _upsampler(upsample, conv, conv_transpose)
     noise = keras.Input((input_dim,), name="latent")
+    batch_norm = class_conditional(batch_norm, noise, class_columns)
     top = _filters(width, stages - 1)
     x = layers.Dense(4 * 4 * top, use_bias=False)(noise)
     x = batch_norm()(x)

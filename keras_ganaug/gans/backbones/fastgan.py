@@ -27,6 +27,7 @@ from keras_ganaug.gans.backbones.common import (
     MAX_FILTERS,
     SpectralNormalization,
     check_image_size,
+    class_conditional,
     discriminator_outputs,
 )
 from keras_ganaug.gans.registry import INTERPOLATION
@@ -137,11 +138,14 @@ def _up_stage(x, channels: int, convs: int, upsample: str, batch_norm, prefix: s
 
 def build_generator(image_size: int, channels: int, input_dim: int, width: int = 64,
                     name: str = "generator", fast_layers: bool = True,
-                    upsample: str = "resize", excitation: bool = True) -> keras.Model:
-    """latent [B, input_dim] -> image [B, size, size, channels] in [-1, 1]."""
+                    upsample: str = "resize", excitation: bool = True,
+                    class_columns: int = 0) -> keras.Model:
+    """latent [B, input_dim] -> image [B, size, size, channels] in [-1, 1]. class_columns:
+    the input's last entries are a one-hot class that every batch norm reads (class_conditional)."""
     check_image_size(image_size)
     batch_norm = fast.BatchNormalization if fast_layers else layers.BatchNormalization
     latent = keras.Input((input_dim,), name="latent")
+    batch_norm = class_conditional(batch_norm, latent, class_columns)
     top = _channels(width, image_size, 4)
     x = layers.Dense(4 * 4 * 2 * top, use_bias=False, name="g_init_dense")(latent)
     x = layers.Reshape((4, 4, 2 * top))(x)
