@@ -28,34 +28,50 @@ def test_class_affine_applies_the_gain_and_bias_of_each_rows_class():
     np.testing.assert_allclose(np.asarray(flat), expected[:, 0, 0, :], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
-def test_a_class_norm_cgan_trains_exports_and_draws_each_class_from_its_own_affine(arch, tmp_path):
-    import keras
+def _class_norm_cgan(arch: str):
+    """A tiny CGAN with --class-norm, fit one eager step per batch on 8 images of 2 classes
+    (what is tested is the network, not a traced step): (gan, its ClassAffine layers, their
+    weights before the fit)."""
     import tensorflow as tf
 
-    from keras_ganaug.data.images import to_uint8
     from keras_ganaug.gans import CGAN
     from keras_ganaug.gans.backbones.common import ClassAffine
-    from keras_ganaug.gans.export import export_gan
 
     gan = CGAN(**TINY, arch=arch, class_norm=True)
-    gan.compile(run_eagerly=True)  # what is tested is the network, not a traced step
+    gan.compile(run_eagerly=True)
     affines = [layer for layer in gan.generator.layers if isinstance(layer, ClassAffine)]
+    before = [[w.copy() for w in layer.get_weights()] for layer in affines]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    labels = np.array([0, 1] * 4, np.int32)
+    gan.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(4), epochs=1, verbose=0)
+    return gan, affines, before
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
+def test_every_generator_norm_takes_its_affine_from_the_class_and_learns_it(arch):
+    import keras
+
+    from keras_ganaug.gans.backbones.common import ClassAffine
+
+    gan, affines, before = _class_norm_cgan(arch)
     norms = [layer for layer in gan.generator.layers
              if isinstance(layer, keras.layers.BatchNormalization)]
     assert affines and len(affines) == len(norms)  # every generator norm, and no affine of its own
     assert not any(norm.center or norm.scale for norm in norms)
-    # The discriminator and the unconditional path are untouched.
     assert not any(isinstance(layer, ClassAffine) for layer in gan.discriminator.layers)
+    for layer, start in zip(affines, before, strict=True):
+        assert all(not np.array_equal(a, b) for a, b in zip(start, layer.get_weights(), strict=True))
 
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
-    labels = np.array([0, 1] * 4, np.int32)
-    before = [w.copy() for w in affines[0].get_weights()]
-    gan.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(4), epochs=1, verbose=0)
-    after = affines[0].get_weights()
-    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
+def test_a_class_norm_export_draws_each_class_with_its_own_affine(tmp_path):
+    """The export contract is the backbone's business only through inference_copy: one backbone."""
+    import tensorflow as tf
+
+    from keras_ganaug.data.images import to_uint8
+    from keras_ganaug.gans.export import export_gan
+
+    gan, _, _ = _class_norm_cgan("dcgan")
     out = export_gan(gan, tmp_path / "export", {"class_names": ["a", "b"]})
     generator = tf.saved_model.load(str(out / "generator"))
     z = tf.random.stateless_normal((2, 8), seed=[1, 2])
@@ -63,9 +79,8 @@ def test_a_class_norm_cgan_trains_exports_and_draws_each_class_from_its_own_affi
                                            class_ids=tf.constant([0, 0, 1, 1]))["images"].numpy()
     assert drawn.dtype == np.uint8 and drawn.shape == (4, 32, 32, 3)
     assert np.any(drawn[:2] != drawn[2:])  # the same z, another class's gains and biases
-    in_process = gan.generate(4, 0, -1)[0]
     exported = generator.generate(count=4, seed=0, class_id=-1)["images"].numpy()
-    np.testing.assert_array_equal(exported, to_uint8(in_process).numpy())
+    np.testing.assert_array_equal(exported, to_uint8(gan.generate(4, 0, -1)[0]).numpy())
 
 
 def test_class_norm_is_refused_for_an_unconditional_gan_in_one_line():
