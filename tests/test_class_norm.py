@@ -92,6 +92,20 @@ def test_class_norm_is_refused_for_an_unconditional_gan_in_one_line():
         DCGAN(**{k: v for k, v in TINY.items() if k != "num_classes"}, class_norm=True)
 
 
+def test_a_backbone_without_a_class_conditional_generator_refuses_class_norm(monkeypatch):
+    from keras_ganaug.errors import UserError
+    from keras_ganaug.gans import CGAN
+    from keras_ganaug.gans.backbones import dcgan
+
+    def older_builder(image_size, channels, input_dim, width=64, name="generator"):
+        raise AssertionError("built without the class-conditional norm it was asked for")
+
+    monkeypatch.setattr(dcgan, "build_generator", older_builder)
+    with pytest.raises(UserError, match=r"^--class-norm: the dcgan backbone's generator has no "
+                                        r"class-conditional norm$"):
+        CGAN(**TINY, class_norm=True)
+
+
 def test_train_gan_has_the_flag_and_the_resume_key():
     from keras_ganaug.gans.cli import build_parser
     from keras_ganaug.gans.config import RESUME_KEYS

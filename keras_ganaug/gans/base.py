@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from keras_ganaug.errors import UserError
 from keras_ganaug.gans.augmenters import make_augmenter
-from keras_ganaug.gans.backbones import backbone, call_with_options
+from keras_ganaug.gans.backbones import accepts, backbone, call_with_options
 from keras_ganaug.gans.recipes import RECIPE_OPTIONS, Recipe
 from keras_ganaug.gans.registry import GANKind, gan_kind
 from keras_ganaug.gans.regularizers import RecipeRegularizers
@@ -107,9 +107,13 @@ class GAN(RecipeRegularizers, keras.Model):
     def build_networks(self) -> None:
         """The backbone's generator, discriminator, EMA generator and auxiliary networks (trained
         with the discriminator: `decoders`, or None), with the recipe options each takes."""
-        # class_norm: the generator's input ends in the one-hot class (OneHotConditioning).
+        # class_norm: the generator's input ends in the one-hot class (OneHotConditioning). A
+        # backbone whose generator cannot read it must refuse, not silently build without it.
         options = {**asdict(self.recipe),
                    "class_columns": self.num_classes if self.recipe.class_norm else 0}
+        if options["class_columns"] and not accepts(self.backbone.build_generator, "class_columns"):
+            raise UserError(f"--class-norm: the {self.recipe.arch} backbone's generator has no "
+                            f"class-conditional norm")
         size, channels, width = self.image_size, self.channels, self.width
 
         def generator(name):

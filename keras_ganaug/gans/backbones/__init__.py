@@ -28,6 +28,11 @@ def backbone(arch: str) -> ModuleType:
     return importlib.import_module(f"keras_ganaug.gans.backbones.{arch}")
 
 
+def accepts(builder, option: str) -> bool:
+    """Whether `builder` declares the keyword `option` (call_with_options passes it only then)."""
+    return option in inspect.signature(builder).parameters
+
+
 def call_with_options(builder, *args, options: dict, **kwargs):
     """builder(*args, **kwargs, and each of `options` the builder declares)."""
     accepted = inspect.signature(builder).parameters

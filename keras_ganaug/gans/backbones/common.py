@@ -105,6 +105,7 @@ def class_conditional(batch_norm, latent, classes: int):
 
     return norm
 
+
 def discriminator_outputs(image, x, *, num_classes: int, heads: dict[str, int] | None,
                           mbstd: bool, spectral: bool, extra: dict | None = None,
                           name: str = "discriminator") -> keras.Model:
