@@ -36,7 +36,9 @@ BF16_FASTGAN = "cgan-fastgan-mixed_bfloat16"
 # The other five are traced only here.
 GRAPH_STEP_TESTED_ELSEWHERE = {"dcgan", "cgan", "wgan-gp", "wgan-gp-conditional", "infogan",
                                "dcgan-fastgan"}
-TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0}
+# trained_class 1, not the default 0: class_id -1 must make it, for conditional GANs too.
+TINY = {"image_size": 32, "channels": 3, "latent_dim": 8, "width": 4, "num_classes": 2, "seed": 0,
+        "trained_class": 1}
 
 # Every acceptance check of one export, in a process that imports only tensorflow and keras;
 # and what `saved_model_cli show --tag_set serve --signature_def serving_default` prints of its
@@ -53,7 +55,8 @@ for path in sys.argv[1:]:
         saved_model_cli._show_inputs_outputs(path + "/generator", "serve", "serving_default")
     g = tf.saved_model.load(path + "/generator")
     meta = json.loads(g.metadata().numpy())
-    a = g.generate(count=4, seed=0, class_id=-1)["images"].numpy()
+    made = g.generate(count=4, seed=0, class_id=-1)
+    a = made["images"].numpy()
     by_kind = [g.generate(count=tf.constant(4, dtype), seed=tf.constant(0, dtype),
                           class_id=tf.constant(-1, dtype))["images"].numpy()
                for dtype in (tf.int32, tf.int64)]
@@ -70,6 +73,7 @@ for path in sys.argv[1:]:
     d_layer = keras.layers.TFSMLayer(path + "/discriminator", call_endpoint="serving_default")
     results[path] = {
         "dtype": a.dtype.name, "shape": list(a.shape), "sha256": hashlib.sha256(a).hexdigest(),
+        "default_class_ids": made["class_ids"].numpy().tolist(),
         "int32_int64_same": all(np.array_equal(a, b) for b in by_kind),
         "signature_same": bool(np.array_equal(a, served["images"].numpy())),
         "tfsm_layer_same": bool(np.array_equal(a, from_layer.numpy())),
@@ -165,9 +169,12 @@ def test_every_export_honours_the_contract_in_plain_tensorflow(exports, fresh_co
         if gan.conditional:  # the class part is built from class_ids: same z, other images
             assert result["latent_class_ids"] == [0, 0, 1, 1] and result["latent_differs_by_class"]
         else:
-            assert result["latent_class_ids"] == [0] * 4 and not result["latent_differs_by_class"]
+            assert result["latent_class_ids"] == [1] * 4 and not result["latent_differs_by_class"]
+        # -1 makes the trained class, conditional or not (format 3), as in process
+        assert result["default_class_ids"] == [1] * 4, key
         meta = json.loads((path / "metadata.json").read_text())
-        assert meta["format_version"] == 2 and meta["class_names"] == ["a", "b"]
+        assert meta["format_version"] == 3 and meta["class_names"] == ["a", "b"]
+        assert meta["trained_class_id"] == 1, key
         assert meta["latent_size"] == (8 + 3 + 1 if key.startswith("infogan") else 8), key
         assert meta["precision"] == ("mixed_bfloat16" if key.endswith("bfloat16")
                                      else "float32"), key
@@ -224,15 +231,18 @@ def test_each_endpoint_stores_its_network_once_whatever_the_int_dtypes(exports):
         assert _network_functions(path / "discriminator") == 2, key
 
 
-def test_unconditional_latent_endpoint_refuses_other_classes(exports):
+def test_latent_endpoint_makes_the_trained_class_for_minus_one_and_refuses_others(exports):
     import tensorflow as tf
 
     g = tf.saved_model.load(str(exports["dcgan"][1] / "generator"))
     with pytest.raises(tf.errors.InvalidArgumentError, match="trained on one class"):
-        g.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([1]))
+        g.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([0]))
     c = tf.saved_model.load(str(exports["cgan"][1] / "generator"))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="class indices"):
-        c.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([-1]))
+    made = c.generate_from_latent(latent=tf.zeros((2, 8)), class_ids=tf.constant([-1, 0]))
+    assert made["class_ids"].numpy().tolist() == [1, 0]
+    for wrong in (-2, 2):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="class index"):
+            c.generate_from_latent(latent=tf.zeros((1, 8)), class_ids=tf.constant([wrong]))
 
 
 @pytest.mark.parametrize("key", [BF16, BF16_FASTGAN])
@@ -345,8 +355,8 @@ def test_train_classifier_reads_format_1_exports(tmp_path):
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
     np.testing.assert_array_equal(images, synthesize(out, 5, seed=2, batch_size=2))
 
-    (out / "metadata.json").write_text(json.dumps({**meta, "format_version": 3}))
-    with pytest.raises(UserError, match=r"export format 3 is newer than this keras-ganaug reads"):
+    (out / "metadata.json").write_text(json.dumps({**meta, "format_version": 4}))
+    with pytest.raises(UserError, match=r"export format 4 is newer than this keras-ganaug reads"):
         open_generator(str(out), ("benign", "malignant"), "malignant", 3)
 
 

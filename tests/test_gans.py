@@ -213,9 +213,9 @@ def test_cgan_generates_each_class_in_its_colour():
     red, blue = redness(0), redness(1)
     assert red > blue + 0.5, (red, blue)
     assert red > 0 > blue
-    # class_id -1 draws classes uniformly
-    _, ids = gan.generate(200, 0, -1)
-    assert 60 < int(np.sum(ids.numpy() == 0)) < 140
+    # class_id -1 makes the trained class (the run's --class), not a mix
+    _, ids = gan.generate(8, 0, -1)
+    assert ids.numpy().tolist() == [gan.trained_class] * 8
 
 
 def test_class_balanced_batches_show_the_minority_class_half_the_time():
@@ -342,7 +342,11 @@ def test_each_gan_trains_from_the_cli_and_exports_the_contract(case, cli_runs):
     if meta["conditional"]:
         # every class trained, only the --minority class cut to --n-real; each class less its
         # validation split (20 %: 10 of 48, 3 of 16), which the classifier keeps for itself
-        assert meta["trained_class"] is None and per_class == {"benign": 38, "malignant": 13}
+        assert per_class == {"benign": 38, "malignant": 13}
+        # the class -1 makes: the one named, learnt beside the others
+        assert (meta["trained_class"], meta["trained_class_id"]) == ("malignant", 1)
+        ids = g.generate(count=3, seed=0, class_id=-1)["class_ids"].numpy()
+        assert ids.tolist() == [1] * 3
         for class_id in (0, 1):
             ids = g.generate(count=tf.constant(3), seed=tf.constant(0, tf.int64),
                              class_id=tf.constant(class_id))["class_ids"].numpy()

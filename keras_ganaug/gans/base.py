@@ -316,35 +316,32 @@ class GAN(RecipeRegularizers, keras.Model):
     def seeded_inputs(self, count, seed, class_id):
         """Stateless (count, seed, class_id) -> (generator input, class ids): same seed, same input.
 
-        class_id -1 means "any": the trained class of an unconditional GAN, uniform over classes for
-        a conditional one. An unconditional GAN rejects any other class than its own.
+        class_id -1 means the trained class: the one the run was asked for (--class), which a
+        conditional GAN learnt beside the others and an unconditional one alone. An
+        unconditional GAN rejects any other class than its own.
         """
         seed = tf.cast(seed, tf.int64)
         z = tf.random.stateless_normal((count, self.latent_dim), seed=tf.stack([seed, 1]))
         u = tf.random.stateless_uniform((count, self.code_dims), seed=tf.stack([seed, 2]))
-        drawn = None
-        if self.conditional:
-            drawn = tf.random.stateless_uniform((count,), seed=tf.stack([seed, 3]), minval=0,
-                                                maxval=self.num_classes, dtype=tf.int32)
-        class_ids = self.resolve_class_ids(tf.fill((count,), tf.cast(class_id, tf.int32)), drawn)
+        class_ids = self.resolve_class_ids(tf.fill((count,), tf.cast(class_id, tf.int32)))
         return self.generator_input(z, u, class_ids), class_ids
 
-    def resolve_class_ids(self, class_ids, drawn=None):
-        """Asked class ids [N] -> the ids generated; -1 means any: `drawn` (conditional GANs) or
-        the trained class (unconditional ones, which refuse any other class than their own)."""
+    def resolve_class_ids(self, class_ids):
+        """Asked class ids [N] -> the ids generated: -1 is the trained class; a conditional GAN
+        makes any other class index asked, an unconditional one refuses every other class."""
         class_ids = tf.cast(class_ids, tf.int32)
+        trained = tf.fill(tf.shape(class_ids), tf.constant(self.trained_class, tf.int32))
         if not self.conditional:
             tf.debugging.assert_equal(
                 tf.logical_or(class_ids < 0, tf.equal(class_ids, self.trained_class)), True,
                 message="this generator was trained on one class: class_id must be -1 or "
                         "the trained class index")
-            return tf.fill(tf.shape(class_ids), tf.constant(self.trained_class, tf.int32))
+            return trained
         tf.debugging.assert_less(class_ids, self.num_classes,
                                  message="class_id must be -1 or a class index")
-        if drawn is None:  # nothing to draw "any" from
-            tf.debugging.assert_non_negative(class_ids, message="class_ids must be class indices")
-            return class_ids
-        return tf.where(class_ids < 0, drawn, class_ids)
+        tf.debugging.assert_greater_equal(class_ids, -1,
+                                          message="class_id must be -1 or a class index")
+        return tf.where(class_ids < 0, trained, class_ids)
 
     @property
     def latent_size(self) -> int:

@@ -9,8 +9,9 @@ contract" has the table):
         count, seed and class_id: Python ints, int32 or int64 scalars (one thin trace per
         combination, casting to int32 / int64 / int32 and calling the one traced network): same
         seed value, same images.
-        class_id -1 = the trained class (unconditional GANs) or classes drawn uniformly
-        (conditional GANs); any other value asks for that class index.
+        class_id -1 = the trained class (metadata trained_class: the class train_gan.py was
+        asked for, which a conditional GAN learnt beside the others); any other value asks a
+        conditional GAN for that class index.
     g.generate_from_latent(latent=float32 [N, latent_size], class_ids=int32 [N])
         -> {"images": uint8 [N, H, W, C], "class_ids": int32 [N]}
         latent: z for DCGAN, WGAN-GP and the conditional GANs (whose class part this endpoint
@@ -59,7 +60,10 @@ METADATA_FILE = "metadata.json"
 # 2: signatures, int32/int64 arguments, float32 stock-layer graphs, and latent_size (the width of
 # generate_from_latent's latent) without the class part of conditional GANs. Readers of format 1
 # read format 2 unchanged: generate and score kept their names, arguments and outputs.
-FORMAT_VERSION = 2
+# 3: class_id -1 of a conditional generator makes its trained class (metadata trained_class, the
+# class train_gan.py was asked for) instead of classes drawn uniformly, the same meaning it has
+# for unconditional ones; signatures unchanged.
+FORMAT_VERSION = 3
 INT_DTYPES = (tf.int32, tf.int64)
 CANONICAL_INT_DTYPES = {"count": tf.int32, "seed": tf.int64, "class_id": tf.int32}
 GENERATE_INTS = ("count", "seed", "class_id")
@@ -271,7 +275,7 @@ def export_gan(gan, out_dir: str | os.PathLike, metadata: dict | None = None) ->
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metadata = {"trained_class_id": None if gan.conditional else gan.trained_class,
+    metadata = {"trained_class_id": gan.trained_class,
                 "precision": gan.generator.dtype_policy.name,  # of the training, not the export
                 **(metadata or {}), "format_version": FORMAT_VERSION, "package_version": __version__,
                 "gan_type": gan.gan_type, "conditional": gan.conditional,

@@ -162,8 +162,7 @@ def _build_for_run(config: GANConfig, data: TrainingSet, schedule: dict, checkpo
     steps = schedule["epochs"] * schedule["steps_per_epoch"]
     metadata = {
         "class_names": list(data.images.class_names),
-        "trained_class": None if gan.conditional else data.class_name,
-        "trained_class_id": None if gan.conditional else data.class_id,
+        "trained_class": data.class_name, "trained_class_id": data.class_id,  # what -1 makes
         "minority_class": data.class_name, "n_real": config.n_real, "seed": config.seed,
         "training_images": len(data.arrays), "data": data.source, "resize": config.resize,
         "augment": config.augment, "recipe": config.recipe,
