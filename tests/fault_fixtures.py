@@ -17,7 +17,7 @@ from PIL import Image
 
 # --recipe today: the DCGAN (--recipe auto picks fastgan for these few images; tests/test_fastgan.py
 # covers that backbone) at a tenth of fastgan's step time.
-TINY_GAN_FLAGS = ("--image-size", "32", "--width", "8", "--latent-dim", "16", "--batch-size", "8",
+TINY_GAN_FLAGS = ("--gan", "dcgan", "--image-size", "32", "--width", "8", "--latent-dim", "16", "--batch-size", "8",
                   "--recipe", "today")
 
 

@@ -18,7 +18,7 @@ def test_classifier_trains_on_a_real_dcgan_export(tmp_path, demo_root):
     from keras_ganaug.synthesize import synthesize
 
     gan_out = tmp_path / "gan"
-    train_gan(GANConfig(data=str(demo_root), class_name="malignant", n_real=12, image_size=32,
+    train_gan(GANConfig(data=str(demo_root), class_name="malignant", gan="dcgan", n_real=12, image_size=32,
                         epochs=1, batch_size=8, width=8, latent_dim=16, seed=3, recipe="today",
                         out=str(gan_out), verbose=0))
     result = run(ClassifierConfig(

@@ -28,7 +28,7 @@ import train_gan
 from tests.conftest import REPO
 
 # 16 images, batch 4: 4 steps an epoch, 12 in all; a mid-epoch checkpoint every 3 steps.
-GAN_FLAGS = ("--class", "benign", "--n-real", "16", "--image-size", "32", "--width", "8",
+GAN_FLAGS = ("--gan", "dcgan", "--class", "benign", "--n-real", "16", "--image-size", "32", "--width", "8",
              "--latent-dim", "16", "--batch-size", "4", "--epochs", "3", "--checkpoint-every",
              "3", "--val-fraction", "0", "--recipe", "today", "--quiet")
 

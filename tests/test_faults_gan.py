@@ -47,7 +47,7 @@ def finished_run(tmp_path_factory, data_root) -> Path:
     from keras_ganaug.gans.training import run
 
     out = tmp_path_factory.mktemp("gan_runs") / "finished"
-    run(GANConfig(data=str(data_root), class_name="malignant", image_size=32, width=8,
+    run(GANConfig(data=str(data_root), class_name="malignant", gan="dcgan", image_size=32, width=8,
                   latent_dim=16, batch_size=8, epochs=1, recipe="today", out=str(out), verbose=0))
     assert (out / "metadata.json").is_file()
     return out

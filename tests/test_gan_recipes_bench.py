@@ -82,7 +82,7 @@ def test_the_bench_trains_measures_resumes_and_tabulates(tmp_path, demo_root, mo
     from keras_ganaug.gans.training import run
 
     run_dir = tmp_path / "cli_run"
-    run(GANConfig(data=str(demo_root), class_name="malignant", n_real=16, image_size=32,
+    run(GANConfig(data=str(demo_root), class_name="malignant", gan="dcgan", n_real=16, image_size=32,
                   width=8, latent_dim=16, batch_size=8, kimg=0.032, recipe="today", out=str(run_dir),
                   verbose=0))
     assert bench.main([*argv[:argv.index("--recipes")], *argv[argv.index("--minutes"):],

@@ -126,7 +126,7 @@ def test_classifier_and_gan_draw_their_images_through_the_cut(demo_root, tmp_pat
     with pytest.raises(RuntimeError, match="protocol_cut reached"):
         build_splits(ClassifierConfig(data=str(demo_root), out=str(tmp_path / "c")))
     with pytest.raises(RuntimeError, match="protocol_cut reached"):
-        prepare_training_set(GANConfig(data=str(demo_root), image_size=32))
+        prepare_training_set(GANConfig(data=str(demo_root), gan="dcgan", image_size=32))
 
 
 
@@ -284,7 +284,7 @@ def test_a_broken_held_out_image_stops_train_gan_before_training(tmp_path, capsy
 
     root = image_folder(tmp_path / "data", {"train": {"a": 6, "b": 10}})
     bad = write_bad_image(root / "train" / "a" / BAD_NAMES[kind], kind)
-    config = GANConfig(data=str(root), class_name="a", image_size=32, seed=0)
+    config = GANConfig(data=str(root), class_name="a", gan="dcgan", image_size=32, seed=0)
     seed = next(s for s in range(50) if str(bad) in
                 data.protocol_cut(data.list_images(root, "train"), "a", None, s, 0.2)[1].files)
     out = tmp_path / "gan"

@@ -140,7 +140,7 @@ def gan_run(data_root, out, seed: int) -> np.ndarray:
     from keras_ganaug.gans.training import run as train
     from keras_ganaug.synthesize import synthesize
 
-    train(GANConfig(data=str(data_root), class_name="malignant", n_real=12, image_size=32,
+    train(GANConfig(data=str(data_root), class_name="malignant", gan="dcgan", n_real=12, image_size=32,
                     width=8, latent_dim=16, batch_size=4, epochs=1, seed=seed, out=str(out),
                     augment="diffaugment", recipe="today", verbose=0))
     return synthesize(out, 6, seed=0)

@@ -12,7 +12,7 @@ import train_gan
 from tests.fault_fixtures import assert_user_error, call
 from tests.gan_fixtures import train_gan_in_process
 
-TINY_FLAGS = ("--image-size", "32", "--batch-size", "8", "--width", "8", "--latent-dim", "16",
+TINY_FLAGS = ("--gan", "dcgan", "--image-size", "32", "--batch-size", "8", "--width", "8", "--latent-dim", "16",
               "--epochs", "1", "--recipe", "today", "--quiet")
 
 
@@ -57,7 +57,7 @@ def test_fine_tuning_starts_from_the_earlier_run_and_lists_its_images(pretrained
     from keras_ganaug.gans.training import build_gan
 
     config = resolve_recipe(GANConfig(data=str(demo_root), image_size=32, width=8, latent_dim=16,
-                                      init_from=str(pretrained), recipe="today"))
+                                      init_from=str(pretrained), recipe="today", gan="dcgan"))
     started = build_gan(config, 2, 1)
     exported = tf.saved_model.load(str(pretrained / "generator"))
     expected = exported.generate(count=4, seed=0, class_id=-1)["images"].numpy()

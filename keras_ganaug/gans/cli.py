@@ -35,7 +35,7 @@ from keras_ganaug.gans.recipes import (
     Recipe,
     resolve_recipe,
 )
-from keras_ganaug.gans.registry import AUGMENT_KINDS, GAN_NAMES, GAN_OPTIONS
+from keras_ganaug.gans.registry import AUGMENT_KINDS, DEFAULT_GAN, GAN_NAMES, GAN_OPTIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", "--minority", dest="class_name",
                    help="class to learn; for conditional GANs the class --n-real cuts\n"
                    "(default: the one with the fewest train images)")
-    p.add_argument("--gan", default="dcgan", help=f"one of {', '.join(GAN_NAMES)} (default dcgan)")
+    p.add_argument("--gan", default=DEFAULT_GAN,
+                   help=f"one of {', '.join(GAN_NAMES)} (default {DEFAULT_GAN}: learns every "
+                        f"class, --class among them)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional variant (wgan-gp); trains on every class")
     p.add_argument("--n-critic", type=positive_int,

@@ -15,6 +15,7 @@ from keras_ganaug.gans.recipes import (
     recipe_for_n,
     resolve_recipe,
 )
+from keras_ganaug.gans.registry import DEFAULT_GAN, trains_every_class
 
 FINISHED_MARKER = "metadata.json"  # written last by export: its presence means a finished run
 
@@ -30,7 +31,7 @@ RESUME_KEYS = ("data", "class_name", "gan", "n_real", "image_size", "channels", 
 class GANConfig:
     data: str | None = None  # image-folder root or tfds:NAME; None = the built-in demo set
     class_name: str | None = None  # None = the class with the fewest train images
-    gan: str = "dcgan"
+    gan: str = DEFAULT_GAN
     conditional: bool = False  # the class-conditional variant (wgan-gp); cgan always is
     n_real: int | None = None  # None = every image of the class
     image_size: int = 64
@@ -112,7 +113,8 @@ def choose_recipe(config: GANConfig) -> GANConfig:
     if n_real is None:
         _, images, class_name = train_listing(config)
         n_real = images.counts()[class_name]
-    return replace(config, recipe=recipe_for_n(config.recipe, n_real))
+    every_class = trains_every_class(config.gan, config.conditional)
+    return replace(config, recipe=recipe_for_n(config.recipe, n_real, every_class))
 
 
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:

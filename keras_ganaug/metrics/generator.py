@@ -2,7 +2,7 @@
 
     python -m keras_ganaug.metrics.generator GENERATOR REAL_FOLDER [--features PATH] [--count N]
                                              [--seed S] [--out quality.json]
-    keras-ganaug-quality saved_models/dcgan_malignant_n100 ../shared/data/skin_cancer/test/malignant \\
+    keras-ganaug-quality saved_models/cgan_malignant_n100 ../shared/data/skin_cancer/test/malignant \\
         --features saved_models/features_skin64.keras
 
 REAL_FOLDER holds real images of the generator's class that it never trained on (the test split's
