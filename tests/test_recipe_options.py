@@ -244,9 +244,8 @@ def test_today_is_the_defaults_and_explicit_fields_win_over_a_recipe():
 
 
 def test_the_default_recipe_is_chosen_by_n(demo_root):
-    """--recipe auto: fastgan below FEWSHOT_BELOW_N real images, today's DCGAN from it (at any N for a
-    GAN that learns every class, the default cgan among them); N is
-    --n-real, else every train image of the class (the folder listing, not the images)."""
+    """--recipe auto: fastgan below FEWSHOT_BELOW_N real images, today's DCGAN from it, for every
+    GAN; N is --n-real, else every train image of the class (the folder listing, not the images)."""
     from keras_ganaug.data.images import list_images
     from keras_ganaug.gans.cli import build_parser, config_from_args
     from keras_ganaug.gans.config import GANConfig, choose_recipe
@@ -260,23 +259,19 @@ def test_the_default_recipe_is_chosen_by_n(demo_root):
         resolve_recipe(GANConfig())
     counts = list_images(demo_root, "train").counts()
     for class_name, n in counts.items():  # no --n-real: the class's train images
-        chosen = choose_recipe(GANConfig(data=str(demo_root), class_name=class_name, gan="dcgan"))
+        chosen = choose_recipe(GANConfig(data=str(demo_root), class_name=class_name))
         assert chosen.recipe == recipe_for_n("auto", n)
     for n_real, arch, augment in ((16, "fastgan", "diffaugment"), (FEWSHOT_BELOW_N, "dcgan", "none")):
         config = config_from_args(build_parser().parse_args(
-            ["--gan", "dcgan", "--data", str(demo_root), "--class", "benign", "--n-real",
-             str(n_real)]))
+            ["--data", str(demo_root), "--class", "benign", "--n-real", str(n_real)]))
         assert (config.arch, config.augment) == (arch, augment)
-    # The default GAN learns every class: today's networks at any N, as for wgan-gp --conditional.
-    for flags in ([], ["--gan", "wgan-gp", "--conditional"]):
-        config = config_from_args(build_parser().parse_args(
-            [*flags, "--data", str(demo_root), "--class", "malignant", "--n-real", "16"]))
-        assert (config.gan, config.recipe, config.arch) == (
-            flags[1] if flags else "cgan", "today", "dcgan"), flags
-    assert recipe_for_n("auto", 5, every_class=True) == "today"
+    # The default GAN, which learns every class, gets the recipe for its N too.
+    config = config_from_args(build_parser().parse_args(
+        ["--data", str(demo_root), "--class", "malignant", "--n-real", "16"]))
+    assert (config.gan, config.recipe, config.arch) == ("cgan", "fastgan", "fastgan")
     # An explicit flag still wins over the recipe auto chose.
     config = config_from_args(build_parser().parse_args(
-        ["--gan", "dcgan", "--data", str(demo_root), "--n-real", "16", "--augment", "none"]))
+        ["--data", str(demo_root), "--n-real", "16", "--augment", "none"]))
     assert (config.recipe, config.arch, config.augment) == ("fastgan", "fastgan", "none")
 
 

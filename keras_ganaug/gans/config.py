@@ -15,7 +15,7 @@ from keras_ganaug.gans.recipes import (
     recipe_for_n,
     resolve_recipe,
 )
-from keras_ganaug.gans.registry import DEFAULT_GAN, trains_every_class
+from keras_ganaug.gans.registry import DEFAULT_GAN
 
 FINISHED_MARKER = "metadata.json"  # written last by export: its presence means a finished run
 
@@ -113,8 +113,7 @@ def choose_recipe(config: GANConfig) -> GANConfig:
     if n_real is None:
         _, images, class_name = train_listing(config)
         n_real = images.counts()[class_name]
-    every_class = trains_every_class(config.gan, config.conditional)
-    return replace(config, recipe=recipe_for_n(config.recipe, n_real, every_class))
+    return replace(config, recipe=recipe_for_n(config.recipe, n_real))
 
 
 def check_config(config: GANConfig, given: tuple[str, ...] = ()) -> None:

@@ -25,14 +25,11 @@ class GANKind:
     # Why --augment ada is refused, or None: ADA steers p by sign(D(real)), which says "too sure
     # these are real" only for a discriminator whose logits are centred on 0.
     ada_refusal: str | None = None
-    # Trains on every class (the named one among them) whatever --conditional says; the class
-    # says the same (tests/test_gans.py holds the two together).
-    always_conditional: bool = False
 
 
 GAN_KINDS = {kind.name: kind for kind in (
     GANKind("dcgan"),
-    GANKind("cgan", always_conditional=True),
+    GANKind("cgan"),
     GANKind("wgan-gp", options=("n_critic", "gp_weight"), gradient_penalty=True,
             ada_refusal="its overfitting signal, the sign of D(real), means nothing for the "
                         "WGAN-GP critic, whose scores have no fixed centre"),
@@ -40,10 +37,10 @@ GAN_KINDS = {kind.name: kind for kind in (
 )}
 GAN_NAMES = tuple(GAN_KINDS)
 # train_gan.py's GAN: conditional transfer from the other classes. At N = 100 (skin malignant,
-# 64 px, 65 kimg, seeds 0-2) cgan is the only generator of the recipe search that meets the
-# generator issue's bounds (C2ST .864, KID .012 against .987 / .081 for DCGAN on the minority
-# alone) and it keeps variety at N = 10 and 50 (recall .45 and .55, seed 0) where the minority-
-# only DCGAN collapses: docs/results/gan_recipes/README.md, "Conditional transfer".
+# 64 px, 65 kimg, seeds 0-2) cgan is the only generator measured that meets the generator issue's
+# bounds (C2ST .838, KID .020 at these defaults, against .987 / .081 for DCGAN on the minority
+# alone); below 100, on fastgan (--recipe auto), it keeps recall .44 at N = 10 and .72 at
+# N = 50 (seed 0). docs/results/gan_recipes/README.md, "Conditional transfer".
 DEFAULT_GAN = "cgan"
 # Each GAN-specific option and the GAN that takes it (a flag of another GAN is an error).
 GAN_OPTIONS = {option: kind.name for kind in GAN_KINDS.values() for option in kind.options}
@@ -53,12 +50,6 @@ def gan_kind(name: str) -> GANKind:
     """The kind a GAN name stands for; a name no GAN has gets an unregistered kind that takes
     nothing special (a user's own GAN subclass)."""
     return GAN_KINDS.get(name) or GANKind(name)
-
-
-def trains_every_class(gan: str, conditional: bool) -> bool:
-    """Whether GAN `gan` (with --conditional as given) learns every class, the named one among
-    them, rather than the named class alone."""
-    return conditional or gan_kind(gan).always_conditional
 
 
 AUGMENT_KINDS = ("none", "diffaugment", "ada")  # --augment: see gans/augmenters.py
